@@ -1,0 +1,67 @@
+//! The Website admission webhook: a TLS server that validates and defaults `Website` objects.
+//!
+//! Where to start: [`admission`] holds the rules as plain functions (an `AdmissionRequest` in, an
+//! `AdmissionResponse` out); [`server`] wraps them in HTTP routes and builds the [`server::Application`];
+//! [`tls`] loads the serving certificate and reloads it when its files change; [`settings`] lists every flag.
+
+pub mod admission;
+pub use admission::Rules;
+pub mod schema;
+pub mod server;
+pub mod settings;
+pub mod tls;
+
+/// Everything that can stop the webhook from starting or serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A certificate or key file could not be read.
+    #[error("failed to read {what} file {path}: {source}")]
+    ReadPem {
+        /// Which file: "TLS certificate" or "TLS key".
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A certificate or key file holds no usable PEM block.
+    #[error("failed to load {what} file {path}: {reason}")]
+    InvalidPem {
+        /// Which file: "TLS certificate" or "TLS key".
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key does not belong to the certificate, or rustls refused it.
+    #[error("failed to pair the TLS key {key} with the certificate {cert}: {source}")]
+    KeyPair {
+        /// The certificate file.
+        cert: std::path::PathBuf,
+        /// The key file.
+        key: std::path::PathBuf,
+        /// rustls' reason.
+        #[source]
+        source: rustls::Error,
+    },
+    /// rustls could not build a server configuration.
+    #[error("failed to configure TLS: {0}")]
+    TlsConfig(#[source] rustls::Error),
+    /// A listening socket could not be opened.
+    #[error("failed to listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while running.
+    #[error("failed to serve: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Result of webhook operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,215 @@
+//! HTTP routes and the server that runs them.
+//!
+//! Admission routes answer every AdmissionReview with HTTP 200 and an AdmissionReview, allowed or not.
+//! Only requests that are not AdmissionReviews at all get an HTTP error: 400 for a body that is not JSON,
+//! not an `admission.k8s.io/v1` AdmissionReview or without a `request`; 413 for a body over the size limit;
+//! 405 for a method other than POST.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview, META_API_VERSION_V1, META_KIND};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::admission::{self, Rules};
+use crate::settings::Settings;
+use crate::tls::{self, ReloadingCertResolver};
+use crate::{Error, Result};
+
+/// Why a request body is not an AdmissionReview this webhook can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The body does not parse as JSON.
+    #[error("request body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The body is JSON of another kind or version.
+    #[error("expected an {META_API_VERSION_V1} {META_KIND}, got kind {kind:?} of apiVersion {api_version:?}")]
+    NotAdmissionReview {
+        /// The body's `kind`.
+        kind: String,
+        /// The body's `apiVersion`.
+        api_version: String,
+    },
+    /// The review has no `request` to answer.
+    #[error("the AdmissionReview has no request")]
+    MissingRequest,
+    /// The `request` does not have the fields of an AdmissionRequest.
+    #[error("malformed AdmissionReview request: {0}")]
+    Malformed(#[source] serde_json::Error),
+}
+
+impl ResponseError for ReviewError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+/// Parses a request body into the request it carries.
+///
+/// # Errors
+/// See [`ReviewError`].
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let (kind, api_version) = (field("kind"), field("apiVersion"));
+    if kind != META_KIND || api_version != META_API_VERSION_V1 {
+        return Err(ReviewError::NotAdmissionReview { kind, api_version });
+    }
+    if value.get("request").is_none_or(Value::is_null) {
+        return Err(ReviewError::MissingRequest);
+    }
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value).map_err(ReviewError::Malformed)?;
+    review.try_into().map_err(|_| ReviewError::MissingRequest)
+}
+
+fn answer(
+    body: &[u8],
+    route: &str,
+    judge: impl FnOnce(&AdmissionRequest<DynamicObject>) -> kube::core::admission::AdmissionResponse,
+) -> HttpResponse {
+    match parse_review(body) {
+        Ok(request) => HttpResponse::Ok().json(judge(&request).into_review()),
+        Err(error) => {
+            warn!(%error, route, "rejecting a request that is not an AdmissionReview");
+            error.error_response()
+        }
+    }
+}
+
+async fn validate(rules: web::Data<Rules>, body: web::Bytes) -> HttpResponse {
+    answer(&body, "/validate", |req| admission::validate(&rules, req))
+}
+
+async fn mutate(body: web::Bytes) -> HttpResponse {
+    answer(&body, "/mutate", admission::mutate)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Routes served over HTTPS: admission and health.
+pub fn admission_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/validate").route(web::post().to(validate)))
+        .service(web::resource("/mutate").route(web::post().to(mutate)));
+    health_routes(cfg);
+}
+
+/// Routes served on the plain-HTTP health listener.
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(healthz)));
+}
+
+/// Application state shared by every worker: the rules (with their compiled schema) and the body limit.
+pub fn app_data(max_body_bytes: usize) -> (web::Data<Rules>, web::PayloadConfig) {
+    (web::Data::new(Rules::new()), web::PayloadConfig::new(max_body_bytes))
+}
+
+/// The running webhook: its listeners, bound, and the certificate reloader.
+pub struct Application {
+    admission: Server,
+    health: Option<Server>,
+    port: u16,
+    health_port: Option<u16>,
+    resolver: Arc<ReloadingCertResolver>,
+    reload_interval: Duration,
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })
+}
+
+impl Application {
+    /// Loads the certificate and binds the listeners; serving starts with [`Application::run_until_stopped`].
+    /// Port 0 picks a free port; [`Application::port`] tells which.
+    ///
+    /// # Errors
+    /// When the certificate files do not load or a listener cannot bind.
+    pub fn build(settings: &Settings) -> Result<Self> {
+        let resolver = Arc::new(ReloadingCertResolver::load(settings.certificate_files())?);
+        let tls_config = tls::server_config(resolver.clone())?;
+        let listener = bind(settings.listen_addr)?;
+        let port = listener.local_addr().map_err(Error::Serve)?.port();
+        let (rules, payload) = app_data(settings.max_body_bytes);
+        let shutdown = settings.shutdown_timeout_seconds;
+        let mut server = HttpServer::new(move || {
+            App::new().app_data(rules.clone()).app_data(payload.clone()).configure(admission_routes)
+        })
+        .shutdown_timeout(shutdown);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let admission = server.listen_rustls_0_23(listener, tls_config).map_err(Error::Serve)?.run();
+
+        let (health, health_port) = match settings.health_addr {
+            Some(addr) => {
+                let listener = bind(addr)?;
+                let health_port = listener.local_addr().map_err(Error::Serve)?.port();
+                let server = HttpServer::new(|| App::new().configure(health_routes))
+                    .workers(1)
+                    .shutdown_timeout(shutdown)
+                    .listen(listener)
+                    .map_err(Error::Serve)?
+                    .run();
+                (Some(server), Some(health_port))
+            }
+            None => (None, None),
+        };
+        info!(https_port = port, health_port, cert = %settings.tls_cert_file.display(), "webhook listening");
+        Ok(Self {
+            admission,
+            health,
+            port,
+            health_port,
+            resolver,
+            reload_interval: Duration::from_secs(settings.tls_reload_interval_seconds),
+        })
+    }
+
+    /// Port of the HTTPS listener.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Port of the plain-HTTP health listener, if enabled.
+    pub fn health_port(&self) -> Option<u16> {
+        self.health_port
+    }
+
+    /// A handle that stops the admission listener (and with it [`Application::run_until_stopped`]).
+    pub fn handle(&self) -> ServerHandle {
+        self.admission.handle()
+    }
+
+    /// The certificate resolver, to observe reloads.
+    pub fn cert_resolver(&self) -> Arc<ReloadingCertResolver> {
+        self.resolver.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT (each listener drains in-flight requests first) or until stopped
+    /// through [`Application::handle`].
+    ///
+    /// # Errors
+    /// When a listener fails.
+    pub async fn run_until_stopped(self) -> Result<()> {
+        let watcher = tokio::spawn(self.resolver.clone().watch(self.reload_interval));
+        let health_handle = self.health.as_ref().map(Server::handle);
+        let admission = self.admission.await;
+        // The health listener goes when the admission listener does, so probes see the webhook go away.
+        if let Some(handle) = health_handle {
+            handle.stop(true).await;
+        }
+        if let Some(health) = self.health {
+            health.await.map_err(Error::Serve)?;
+        }
+        watcher.abort();
+        admission.map_err(Error::Serve)
+    }
+}

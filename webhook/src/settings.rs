@@ -1,0 +1,86 @@
+//! Command-line flags, each with an environment-variable equivalent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::tls::CertificateFiles;
+
+/// Flags of `website-webhook`.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "website-webhook", version, about = "Validating and mutating admission webhook for Website objects")]
+pub struct Settings {
+    /// Address of the HTTPS listener that serves /validate, /mutate, /healthz and /readyz.
+    #[arg(long, env = "WEBHOOK_LISTEN_ADDR", default_value = "0.0.0.0:8443")]
+    pub listen_addr: SocketAddr,
+
+    /// Address of a plain-HTTP listener that serves only /healthz and /readyz, for probes. `off` disables it.
+    #[arg(long, env = "WEBHOOK_HEALTH_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_optional_addr)]
+    pub health_addr: Option<SocketAddr>,
+
+    /// PEM file with the serving certificate chain, leaf first.
+    #[arg(long, env = "WEBHOOK_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+
+    /// PEM file with the serving certificate's private key.
+    #[arg(long, env = "WEBHOOK_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+
+    /// Seconds between two checks of the certificate files for changes.
+    #[arg(long, env = "WEBHOOK_TLS_RELOAD_INTERVAL_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_reload_interval_seconds: u64,
+
+    /// Largest accepted request body in bytes; larger ones get HTTP 413. The default leaves room for an
+    /// AdmissionReview carrying two objects of the API server's 1.5 MiB limit.
+    #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024 + 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// HTTP worker threads per listener (default: one per CPU).
+    #[arg(long, env = "WEBHOOK_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "WEBHOOK_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub shutdown_timeout_seconds: u64,
+
+    /// Log format.
+    #[arg(long, env = "WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Settings {
+    /// The certificate files named by the flags.
+    pub fn certificate_files(&self) -> CertificateFiles {
+        CertificateFiles { cert: self.tls_cert_file.clone(), key: self.tls_key_file.clone() }
+    }
+
+    /// Settings for tests: both listeners on free loopback ports.
+    pub fn for_tests(files: &CertificateFiles) -> Self {
+        Self {
+            listen_addr: ([127, 0, 0, 1], 0).into(),
+            health_addr: Some(([127, 0, 0, 1], 0).into()),
+            tls_cert_file: files.cert.clone(),
+            tls_key_file: files.key.clone(),
+            tls_reload_interval_seconds: 1,
+            max_body_bytes: 3 * 1024 * 1024 + 64 * 1024,
+            workers: Some(1),
+            shutdown_timeout_seconds: 1,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+fn parse_optional_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| format!("{e}; expected host:port such as 0.0.0.0:8080, or `off`"))
+}
