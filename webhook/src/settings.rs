@@ -15,7 +15,8 @@ pub struct Settings {
 
     /// Address of a plain-HTTP listener that serves only /healthz and /readyz, for probes. `off` disables it.
     #[arg(long, env = "WEBHOOK_HEALTH_ADDR", default_value = "0.0.0.0:8080", value_parser = parse_optional_addr)]
-    pub health_addr: Option<SocketAddr>,
+    // The full path stops clap from treating the field as an optional flag: `off` is a value of its own.
+    pub health_addr: std::option::Option<SocketAddr>,
 
     /// PEM file with the serving certificate chain, leaf first.
     #[arg(long, env = "WEBHOOK_TLS_CERT_FILE")]

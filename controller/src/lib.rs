@@ -1,0 +1,49 @@
+//! The Website controller: turns each `Website` into a Deployment and a Service, and reports status.
+//!
+//! Where to start: [`reconcile::reconcile`] is the whole control loop for one Website; it calls the pure
+//! builders in [`resources`] and [`status`]. [`reconcile::run`] wires it to watches of Websites and of the
+//! Deployments and Services they own. [`settings`] lists every flag.
+
+pub mod health;
+pub mod reconcile;
+pub mod resources;
+pub mod settings;
+pub mod status;
+
+/// Everything that can make a reconcile or the controller fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Website lacks a field the API server always sets.
+    #[error("failed to reconcile: the Website has no {0}")]
+    MissingObjectKey(&'static str),
+    /// Server-side apply of a child or of the status was refused.
+    #[error("failed to apply the {kind}: {source}")]
+    Apply {
+        /// What was applied.
+        kind: &'static str,
+        /// The API server's answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// Websites cannot be listed at start, usually because the CRD is not installed.
+    #[error(
+        "failed to list Websites ({0}); is the CRD installed (kubectl apply -f crds/website-crd.yaml) and may this \
+         service account list websites.extensions.example.com?"
+    )]
+    CrdNotReady(#[source] kube::Error),
+    /// A kube client could not be built from the environment.
+    #[error("failed to configure the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    /// The health listener could not bind.
+    #[error("failed to listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of controller operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

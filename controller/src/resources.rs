@@ -1,0 +1,425 @@
+//! The children of a `Website`: pure builders for its Deployment and Service.
+//!
+//! The pod runs two containers sharing one `emptyDir` volume: git-sync clones `spec.gitRepo` at `spec.ref`
+//! every `spec.syncIntervalSeconds` and publishes each checkout through a symbolic link, and the web server
+//! serves that link's target. Both run as non-root users with read-only root file systems and no
+//! capabilities.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use website_crd::{EffectiveSpec, Website};
+
+use crate::settings::ChildConfig;
+use crate::{Error, Result};
+
+/// Value of `app.kubernetes.io/managed-by` on every child.
+pub const MANAGED_BY: &str = "website-operator";
+/// Value of `app.kubernetes.io/name` on every child.
+pub const APP_NAME: &str = "website";
+/// Name of the web server container and of its port.
+pub const WEB_CONTAINER: &str = "web";
+/// Name of the git-sync container.
+pub const GIT_SYNC_CONTAINER: &str = "git-sync";
+/// Where git-sync keeps its checkouts inside its own container.
+pub const GIT_SYNC_ROOT: &str = "/git";
+
+const CONTENT_VOLUME: &str = "content";
+const WEB_TMP_VOLUME: &str = "web-tmp";
+const GIT_SYNC_TMP_VOLUME: &str = "git-sync-tmp";
+
+/// Labels that select a Website's pods. They never change for the life of the Website, as a Deployment's
+/// selector is immutable.
+pub fn selector_labels(website: &Website) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), APP_NAME.to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), website.name_any()),
+    ])
+}
+
+/// Labels on every child and on the pods.
+pub fn labels(website: &Website) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(website);
+    labels.insert("app.kubernetes.io/component".into(), "web-server".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    labels
+}
+
+fn owner_reference(website: &Website) -> Result<OwnerReference> {
+    let mut owner = website.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
+    // Foreground deletion of the Website waits for its children.
+    owner.block_owner_deletion = Some(true);
+    Ok(owner)
+}
+
+fn child_metadata(website: &Website) -> Result<ObjectMeta> {
+    Ok(ObjectMeta {
+        name: Some(website.name_any()),
+        namespace: Some(website.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?),
+        labels: Some(labels(website)),
+        owner_references: Some(vec![owner_reference(website)?]),
+        ..ObjectMeta::default()
+    })
+}
+
+fn restricted_security_context(run_as_user: i64) -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(run_as_user),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        ..SecurityContext::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.into())),
+            ("memory".to_owned(), Quantity(memory.into())),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), Quantity(memory_limit.into()))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn web_container(config: &ChildConfig) -> Container {
+    let probe = |initial_delay, period| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/".into()),
+            port: IntOrString::String(WEB_CONTAINER.into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        ..Probe::default()
+    };
+    Container {
+        name: WEB_CONTAINER.into(),
+        image: Some(config.web_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        ports: Some(vec![ContainerPort {
+            name: Some(WEB_CONTAINER.into()),
+            container_port: config.web_port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        // Ready once the first checkout is published and served.
+        readiness_probe: Some(probe(2, 5)),
+        liveness_probe: Some(Probe { failure_threshold: Some(6), ..probe(30, 20) }),
+        security_context: Some(restricted_security_context(config.web_run_as_user)),
+        resources: Some(resources("10m", "16Mi", "64Mi")),
+        volume_mounts: Some(vec![
+            mount(CONTENT_VOLUME, config.web_content_dir(), true),
+            // nginx writes its pid and temporary files here; the root file system is read-only.
+            mount(WEB_TMP_VOLUME, "/tmp", false),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn git_sync_container(spec: &EffectiveSpec, config: &ChildConfig) -> Container {
+    let args = vec![
+        format!("--repo={}", spec.git_repo),
+        format!("--ref={}", spec.git_ref),
+        format!("--root={GIT_SYNC_ROOT}"),
+        format!("--link={}", config.link_name()),
+        format!("--period={}s", spec.sync_interval_seconds),
+        "--depth=1".to_owned(),
+        // Keep retrying a failing remote instead of crash-looping: the web server keeps serving the last
+        // good checkout.
+        "--max-failures=-1".to_owned(),
+    ];
+    Container {
+        name: GIT_SYNC_CONTAINER.into(),
+        image: Some(config.git_sync_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(vec![EnvVar { name: "HOME".into(), value: Some("/tmp".into()), ..EnvVar::default() }]),
+        security_context: Some(restricted_security_context(config.git_sync_run_as_user)),
+        resources: Some(resources("10m", "32Mi", "256Mi")),
+        volume_mounts: Some(vec![
+            mount(CONTENT_VOLUME, GIT_SYNC_ROOT, false),
+            mount(GIT_SYNC_TMP_VOLUME, "/tmp", false),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
+}
+
+/// The Deployment that serves `website`.
+///
+/// # Errors
+/// When the Website lacks a namespace or uid (it was not read from the API server).
+pub fn deployment(website: &Website, config: &ChildConfig) -> Result<Deployment> {
+    let spec = EffectiveSpec::from(&website.spec);
+    let pod_labels = labels(website);
+    Ok(Deployment {
+        metadata: child_metadata(website)?,
+        spec: Some(DeploymentSpec {
+            replicas: Some(spec.replicas),
+            selector: LabelSelector { match_labels: Some(selector_labels(website)), ..LabelSelector::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![web_container(config), git_sync_container(&spec, config)],
+                    volumes: Some(vec![
+                        empty_dir(CONTENT_VOLUME),
+                        empty_dir(WEB_TMP_VOLUME),
+                        empty_dir(GIT_SYNC_TMP_VOLUME),
+                    ]),
+                    // The pods call no Kubernetes API.
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        // Lets both users write to the shared volume.
+                        fs_group: Some(config.git_sync_run_as_user),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The Service in front of `website`'s pods.
+///
+/// # Errors
+/// When the Website lacks a namespace or uid (it was not read from the API server).
+pub fn service(website: &Website) -> Result<Service> {
+    let spec = EffectiveSpec::from(&website.spec);
+    Ok(Service {
+        metadata: child_metadata(website)?,
+        spec: Some(ServiceSpec {
+            type_: Some(spec.service_type.as_str().into()),
+            selector: Some(selector_labels(website)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: spec.port,
+                target_port: Some(IntOrString::String(WEB_CONTAINER.into())),
+                // Server-side apply in Kubernetes 1.20 needs the protocol, a key of the ports list.
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The in-cluster URL of `website`'s Service.
+pub fn url(website: &Website, config: &ChildConfig) -> String {
+    let spec = EffectiveSpec::from(&website.spec);
+    let ns = website.namespace().unwrap_or_default();
+    let port = if spec.port == 80 { String::new() } else { format!(":{}", spec.port) };
+    format!("http://{}.{ns}.svc.{}{port}/", website.name_any(), config.cluster_domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use website_crd::{ServiceType, WebsiteSpec};
+
+    fn website(spec: WebsiteSpec) -> Website {
+        let mut w = Website::new("kubia", spec);
+        w.metadata.namespace = Some("shop".into());
+        w.metadata.uid = Some("3f8b1c3e-0000-4000-8000-000000000001".into());
+        w
+    }
+
+    fn spec() -> WebsiteSpec {
+        WebsiteSpec {
+            git_repo: "https://github.com/luksa/kubia-website-example.git".into(),
+            git_ref: None,
+            replicas: None,
+            service_type: None,
+            port: None,
+            sync_interval_seconds: None,
+        }
+    }
+
+    fn pod_spec(d: &Deployment) -> &PodSpec {
+        d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod spec")
+    }
+
+    fn container<'a>(d: &'a Deployment, name: &str) -> &'a Container {
+        pod_spec(d).containers.iter().find(|c| c.name == name).expect("container")
+    }
+
+    #[test]
+    fn deployment_is_owned_by_the_website_as_its_controller() {
+        let d = deployment(&website(spec()), &ChildConfig::default()).expect("builds");
+        assert_eq!(d.metadata.name.as_deref(), Some("kubia"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("shop"));
+        let owners = d.metadata.owner_references.expect("owner");
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "Website");
+        assert_eq!(owners[0].api_version, "extensions.example.com/v1");
+        assert_eq!(owners[0].name, "kubia");
+        assert_eq!(owners[0].uid, "3f8b1c3e-0000-4000-8000-000000000001");
+        assert_eq!(owners[0].controller, Some(true));
+        assert_eq!(owners[0].block_owner_deletion, Some(true));
+    }
+
+    #[test]
+    fn git_sync_gets_the_v4_flags_from_the_effective_spec() {
+        let s = WebsiteSpec { git_ref: Some("v2".into()), sync_interval_seconds: Some(300), ..spec() };
+        let d = deployment(&website(s), &ChildConfig::default()).expect("builds");
+        let git_sync = container(&d, GIT_SYNC_CONTAINER);
+        assert_eq!(git_sync.image.as_deref(), Some("registry.k8s.io/git-sync/git-sync:v4.4.0"));
+        assert_eq!(
+            git_sync.args.as_deref().expect("args"),
+            [
+                "--repo=https://github.com/luksa/kubia-website-example.git",
+                "--ref=v2",
+                "--root=/git",
+                "--link=html",
+                "--period=300s",
+                "--depth=1",
+                "--max-failures=-1"
+            ]
+        );
+        assert!(git_sync.env.iter().flatten().all(|e| !e.name.starts_with("GIT_SYNC_")), "no v3 environment variables");
+    }
+
+    #[test]
+    fn web_server_serves_the_link_git_sync_publishes() {
+        let d = deployment(&website(spec()), &ChildConfig::default()).expect("builds");
+        let web = container(&d, WEB_CONTAINER);
+        let git_sync = container(&d, GIT_SYNC_CONTAINER);
+        let mount_of = |c: &Container| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == CONTENT_VOLUME)
+                .map(|m| m.mount_path.clone())
+                .expect("mount")
+        };
+        // git-sync writes <root>/<link>; the web server sees the same volume at the document root's parent.
+        assert_eq!(mount_of(git_sync), "/git");
+        assert_eq!(mount_of(web), "/usr/share/nginx");
+        assert_eq!(format!("{}/{}", mount_of(web), ChildConfig::default().link_name()), "/usr/share/nginx/html");
+        let web_mount = web.volume_mounts.iter().flatten().find(|m| m.name == CONTENT_VOLUME).expect("mount");
+        assert_eq!(web_mount.read_only, Some(true));
+        let probe = web.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness probe");
+        assert_eq!(probe.port, IntOrString::String("web".into()));
+        assert_eq!(web.ports.as_ref().expect("ports")[0].container_port, 8080);
+    }
+
+    #[test]
+    fn containers_run_restricted() {
+        let d = deployment(&website(spec()), &ChildConfig::default()).expect("builds");
+        for c in &pod_spec(&d).containers {
+            let sc = c.security_context.as_ref().expect("security context");
+            assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+            assert_eq!(sc.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".to_owned()]));
+            assert!(c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some(), "{} has limits", c.name);
+        }
+        let pod = pod_spec(&d);
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(
+            pod.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()).map(|p| p.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+    }
+
+    #[test]
+    fn replicas_and_images_follow_spec_and_configuration() {
+        let config = ChildConfig {
+            web_image: "registry.example.com/web:1".into(),
+            git_sync_image: "registry.example.com/git-sync:4".into(),
+            image_pull_policy: Some("Always".into()),
+            ..ChildConfig::default()
+        };
+        let d = deployment(&website(WebsiteSpec { replicas: Some(3), ..spec() }), &config).expect("builds");
+        assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(3));
+        assert_eq!(container(&d, WEB_CONTAINER).image.as_deref(), Some("registry.example.com/web:1"));
+        assert_eq!(container(&d, GIT_SYNC_CONTAINER).image.as_deref(), Some("registry.example.com/git-sync:4"));
+        assert_eq!(container(&d, WEB_CONTAINER).image_pull_policy.as_deref(), Some("Always"));
+    }
+
+    #[test]
+    fn selector_is_stable_and_matches_the_pod_labels() {
+        let d = deployment(&website(spec()), &ChildConfig::default()).expect("builds");
+        let selector = d.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).expect("selector");
+        let pod_labels =
+            d.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone()).expect("labels");
+        assert!(selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)));
+        assert_eq!(selector.len(), 2);
+        assert_eq!(pod_labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("website-operator"));
+    }
+
+    #[test]
+    fn service_exposes_the_spec_port_with_an_explicit_protocol() {
+        let s =
+            service(&website(WebsiteSpec { service_type: Some(ServiceType::NodePort), port: Some(8088), ..spec() }))
+                .expect("builds");
+        let spec = s.spec.expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        let ports = spec.ports.expect("ports");
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, 8088);
+        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(ports[0].target_port, Some(IntOrString::String("web".into())));
+        assert_eq!(spec.selector, Some(selector_labels(&website(self::spec()))));
+        assert_eq!(s.metadata.owner_references.expect("owner")[0].controller, Some(true));
+    }
+
+    #[test]
+    fn service_defaults_to_cluster_ip_on_port_80() {
+        let s = service(&website(spec())).expect("builds").spec.expect("spec");
+        assert_eq!(s.type_.as_deref(), Some("ClusterIP"));
+        assert_eq!(s.ports.expect("ports")[0].port, 80);
+    }
+
+    #[test]
+    fn url_names_the_service_and_a_non_default_port() {
+        let config = ChildConfig::default();
+        assert_eq!(url(&website(spec()), &config), "http://kubia.shop.svc.cluster.local/");
+        assert_eq!(
+            url(&website(WebsiteSpec { port: Some(8080), ..spec() }), &config),
+            "http://kubia.shop.svc.cluster.local:8080/"
+        );
+    }
+
+    #[test]
+    fn objects_not_read_from_the_server_are_refused() {
+        let mut w = website(spec());
+        w.metadata.uid = None;
+        assert!(matches!(deployment(&w, &ChildConfig::default()), Err(Error::MissingObjectKey("metadata.uid"))));
+        let mut w = website(spec());
+        w.metadata.namespace = None;
+        assert!(matches!(service(&w), Err(Error::MissingObjectKey("metadata.namespace"))));
+    }
+}
