@@ -12,8 +12,9 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use base64::Engine as _;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview, META_API_VERSION_V1, META_KIND};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND};
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -74,12 +75,27 @@ fn answer(
     judge: impl FnOnce(&AdmissionRequest<DynamicObject>) -> kube::core::admission::AdmissionResponse,
 ) -> HttpResponse {
     match parse_review(body) {
-        Ok(request) => HttpResponse::Ok().json(judge(&request).into_review()),
+        Ok(request) => HttpResponse::Ok().json(encode_review(judge(&request))),
         Err(error) => {
             warn!(%error, route, "rejecting a request that is not an AdmissionReview");
             error.error_response()
         }
     }
+}
+
+/// The response wrapped in an AdmissionReview, with `response.patch` base64-encoded as the admission API
+/// defines it (kube-core serializes the bytes as an array of numbers).
+pub fn encode_review(response: AdmissionResponse) -> Value {
+    let patch = response.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+    let mut review = serde_json::to_value(response.into_review()).unwrap_or_else(|e| {
+        // Serializing plain strings, numbers and maps cannot fail; answer something well-formed regardless.
+        serde_json::json!({"apiVersion": META_API_VERSION_V1, "kind": META_KIND,
+            "response": {"uid": "", "allowed": false, "status": {"code": 500, "message": format!("failed to encode the response: {e}")}}})
+    });
+    if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
+        *slot = Value::String(patch);
+    }
+    review
 }
 
 async fn validate(rules: web::Data<Rules>, body: web::Bytes) -> HttpResponse {
@@ -200,14 +216,13 @@ impl Application {
     /// When a listener fails.
     pub async fn run_until_stopped(self) -> Result<()> {
         let watcher = tokio::spawn(self.resolver.clone().watch(self.reload_interval));
-        let health_handle = self.health.as_ref().map(Server::handle);
+        // A `Server` does nothing until polled, so the health listener runs on a task of its own.
+        let health = self.health.map(|server| (server.handle(), actix_web::rt::spawn(server)));
         let admission = self.admission.await;
         // The health listener goes when the admission listener does, so probes see the webhook go away.
-        if let Some(handle) = health_handle {
+        if let Some((handle, task)) = health {
             handle.stop(true).await;
-        }
-        if let Some(health) = self.health {
-            health.await.map_err(Error::Serve)?;
+            task.await.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve)?;
         }
         watcher.abort();
         admission.map_err(Error::Serve)
