@@ -209,9 +209,18 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
         .shutdown_on_signal();
     let store = controller.store();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            readiness.set_ready();
-            info!("watching Websites");
+        // The store's readiness signal wakes only the last task that polled it, and the controller itself
+        // waits on it too: poll again now and then instead of waiting once.
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    readiness.set_ready();
+                    info!("watching Websites");
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
         }
     });
     let context = Arc::new(Context::new(client, settings.children.clone()));

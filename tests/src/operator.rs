@@ -1,0 +1,371 @@
+//! The operator on a [`ControlPlane`]: the CRD, the webhook (with certificates from `website-certs`,
+//! registered through URL client configurations) and the controller, each as its real binary.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions};
+//!
+//! let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
+//! let operator = Operator::start(&cp, OperatorOptions::default()).await?;
+//! let out = cp.kubectl(&["create", "-f", "examples/invalid/file-scheme.yaml"]).await?;
+//! assert!(out.stderr.contains("spec.gitRepo"));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
+    ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use website_certs::{CertificateAuthority, SubjectName};
+
+use crate::{ChildProcess, ControlPlane, eventually, free_port};
+
+/// Name of both webhook configurations.
+pub const WEBHOOK_CONFIGURATION: &str = "website-operator";
+/// Name of the validating webhook inside its configuration.
+pub const VALIDATING_WEBHOOK: &str = "validate.websites.extensions.example.com";
+/// Name of the mutating webhook inside its configuration.
+pub const MUTATING_WEBHOOK: &str = "default.websites.extensions.example.com";
+/// Namespace the operator would run in; the webhooks never intercept requests in it.
+pub const OPERATOR_NAMESPACE: &str = "website-system";
+/// The label Kubernetes 1.21 and later put on every namespace; the webhooks' namespace selector uses it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// Namespaces the webhooks never intercept, so that a broken webhook cannot block the cluster's own
+/// namespace or the operator's.
+pub const EXCLUDED_NAMESPACES: [&str; 2] = ["kube-system", OPERATOR_NAMESPACE];
+
+/// Path of the workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives in the workspace").to_owned()
+}
+
+/// Path of one of the operator's binaries: `$WEBSITE_BIN_DIR/<name>`, or the workspace's `target/debug/<name>`.
+///
+/// # Errors
+/// When the binary has not been built.
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let dir = match std::env::var_os("WEBSITE_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"))
+            .join("debug"),
+    };
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{} not found: build the operator first with `cargo build --workspace --bins`", path.display());
+    }
+    Ok(path)
+}
+
+/// What [`Operator::start`] runs.
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    /// Run the webhook and register its configurations. Default: true.
+    pub webhook: bool,
+    /// Run the controller. Default: true.
+    pub controller: bool,
+    /// `failurePolicy` of both webhooks. Default: `Fail`.
+    pub failure_policy: String,
+    /// Extra flags for the controller.
+    pub controller_args: Vec<String>,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        Self { webhook: true, controller: true, failure_policy: "Fail".into(), controller_args: Vec::new() }
+    }
+}
+
+/// The running operator. Its processes stop when it is dropped; the objects it registered stay.
+pub struct Operator {
+    webhook: Option<ChildProcess>,
+    controller: Option<ChildProcess>,
+    webhook_addr: SocketAddr,
+    ca_pem: String,
+    certs_dir: PathBuf,
+}
+
+impl Operator {
+    /// Installs the CRD, then starts what `options` asks for and waits until it works: the webhook until the
+    /// API server calls it, the controller until it reports ready.
+    ///
+    /// # Errors
+    /// When a binary is missing, does not start, or does not become ready in time.
+    pub async fn start(cp: &ControlPlane, options: OperatorOptions) -> Result<Self> {
+        cp.apply_crd(workspace_root().join(website_crd::CRD_MANIFEST_PATH)).await?;
+        label_namespaces(cp).await?;
+        let certs_dir = cp.state_dir().join("webhook-certs");
+        let ca_pem = write_certificates(&certs_dir)?;
+        let webhook_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+        let mut operator = Self { webhook: None, controller: None, webhook_addr, ca_pem, certs_dir };
+        if options.webhook {
+            operator.start_webhook(cp).await?;
+            register_webhooks(cp, &operator.webhook_url(), &operator.ca_pem, &options.failure_policy).await?;
+            wait_until_webhook_is_called(cp).await?;
+        }
+        if options.controller {
+            let health = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+            let mut command = Command::new(binary("website-controller")?);
+            command
+                .arg(format!("--health-addr={health}"))
+                .args(&options.controller_args)
+                .env("RUST_LOG", "info,website_controller=debug");
+            let mut controller = cp.spawn("website-controller", command)?;
+            controller.wait_for_port(health, Duration::from_secs(30)).await?;
+            wait_for_ready(&mut controller, health).await?;
+            operator.controller = Some(controller);
+        }
+        Ok(operator)
+    }
+
+    /// Starts (or restarts) the webhook process on its address.
+    ///
+    /// # Errors
+    /// When it does not start listening.
+    pub async fn start_webhook(&mut self, cp: &ControlPlane) -> Result<()> {
+        let mut command = Command::new(binary("website-webhook")?);
+        command
+            .arg(format!("--listen-addr={}", self.webhook_addr))
+            .arg("--health-addr=off")
+            .arg(format!("--tls-cert-file={}", self.certs_dir.join("tls.crt").display()))
+            .arg(format!("--tls-key-file={}", self.certs_dir.join("tls.key").display()))
+            .env("RUST_LOG", "info");
+        let mut webhook = cp.spawn("website-webhook", command)?;
+        webhook.wait_for_port(self.webhook_addr, Duration::from_secs(30)).await?;
+        self.webhook = Some(webhook);
+        Ok(())
+    }
+
+    /// Stops the webhook process, leaving its configurations registered.
+    ///
+    /// # Errors
+    /// When it does not stop.
+    pub fn stop_webhook(&mut self) -> Result<()> {
+        if let Some(mut webhook) = self.webhook.take() {
+            webhook.stop(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the controller process.
+    ///
+    /// # Errors
+    /// When it does not stop.
+    pub fn stop_controller(&mut self) -> Result<()> {
+        if let Some(mut controller) = self.controller.take() {
+            controller.stop(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// `https://127.0.0.1:<port>`, where the webhook listens.
+    pub fn webhook_url(&self) -> String {
+        format!("https://{}", self.webhook_addr)
+    }
+
+    /// The CA that signed the webhook's serving certificate, in PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The last lines of the controller's log, for failure messages.
+    pub fn controller_log(&self, lines: usize) -> String {
+        self.controller.as_ref().map(|c| c.log_tail(lines)).unwrap_or_default()
+    }
+
+    /// The last lines of the webhook's log, for failure messages.
+    pub fn webhook_log(&self, lines: usize) -> String {
+        self.webhook.as_ref().map(|c| c.log_tail(lines)).unwrap_or_default()
+    }
+}
+
+/// Writes a CA and a serving certificate for 127.0.0.1 and `localhost` to `dir`; returns the CA's PEM.
+fn write_certificates(dir: &Path) -> Result<String> {
+    let validity = website_certs::days(2);
+    let ca = CertificateAuthority::generate("website-webhook-ca", validity)?;
+    let names = [SubjectName::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)), SubjectName::dns("localhost")?];
+    let serving = ca.issue_serving(&names, validity)?;
+    website_certs::write_files(dir, ca.cert_pem(), serving.cert_pem(), serving.key_pem(), true)?;
+    Ok(ca.cert_pem().to_owned())
+}
+
+/// Gives every namespace the `kubernetes.io/metadata.name` label that Kubernetes 1.21 and later set
+/// themselves, and creates the operator's namespace.
+async fn label_namespaces(cp: &ControlPlane) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(cp.client());
+    for name in ["default", "kube-system", "kube-public", OPERATOR_NAMESPACE] {
+        let ns = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {NAMESPACE_NAME_LABEL: name}}
+        });
+        namespaces
+            .patch(name, &PatchParams::apply("website-e2e"), &Patch::Apply(&ns))
+            .await
+            .with_context(|| format!("failed to label namespace {name}"))?;
+    }
+    Ok(())
+}
+
+/// Creates a namespace carrying the label that newer API servers set by themselves.
+///
+/// # Errors
+/// When the API server refuses.
+pub async fn create_namespace(cp: &ControlPlane, name: &str) -> Result<()> {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned())])),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(cp.client())
+        .patch(name, &PatchParams::apply("website-e2e"), &Patch::Apply(&ns))
+        .await
+        .with_context(|| format!("failed to create namespace {name}"))?;
+    Ok(())
+}
+
+fn rules() -> Vec<RuleWithOperations> {
+    vec![RuleWithOperations {
+        api_groups: Some(vec![website_crd::GROUP.into()]),
+        api_versions: Some(vec![website_crd::VERSION.into()]),
+        operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+        resources: Some(vec!["websites".into()]),
+        scope: Some("Namespaced".into()),
+    }]
+}
+
+fn namespace_selector() -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: NAMESPACE_NAME_LABEL.into(),
+            operator: "NotIn".into(),
+            values: Some(EXCLUDED_NAMESPACES.iter().map(|s| (*s).to_owned()).collect()),
+        }]),
+        ..LabelSelector::default()
+    }
+}
+
+fn client_config(base_url: &str, path: &str, ca_pem: &str) -> WebhookClientConfig {
+    WebhookClientConfig {
+        url: Some(format!("{base_url}{path}")),
+        ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
+        service: None,
+    }
+}
+
+/// Registers the validating and mutating webhook configurations for a webhook at `base_url`.
+///
+/// # Errors
+/// When the API server refuses them.
+pub async fn register_webhooks(cp: &ControlPlane, base_url: &str, ca_pem: &str, failure_policy: &str) -> Result<()> {
+    let metadata = ObjectMeta { name: Some(WEBHOOK_CONFIGURATION.into()), ..ObjectMeta::default() };
+    let validating = ValidatingWebhookConfiguration {
+        metadata: metadata.clone(),
+        webhooks: Some(vec![ValidatingWebhook {
+            name: VALIDATING_WEBHOOK.into(),
+            client_config: client_config(base_url, "/validate", ca_pem),
+            rules: Some(rules()),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some(failure_policy.into()),
+            timeout_seconds: Some(5),
+            namespace_selector: Some(namespace_selector()),
+            match_policy: Some("Equivalent".into()),
+            ..ValidatingWebhook::default()
+        }]),
+    };
+    let mutating = MutatingWebhookConfiguration {
+        metadata,
+        webhooks: Some(vec![MutatingWebhook {
+            name: MUTATING_WEBHOOK.into(),
+            client_config: client_config(base_url, "/mutate", ca_pem),
+            rules: Some(rules()),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some(failure_policy.into()),
+            timeout_seconds: Some(5),
+            namespace_selector: Some(namespace_selector()),
+            match_policy: Some("Equivalent".into()),
+            reinvocation_policy: Some("Never".into()),
+            ..MutatingWebhook::default()
+        }]),
+    };
+    let params = PatchParams::apply("website-e2e").force();
+    Api::<ValidatingWebhookConfiguration>::all(cp.client())
+        .patch(WEBHOOK_CONFIGURATION, &params, &Patch::Apply(&validating))
+        .await
+        .context("failed to register the ValidatingWebhookConfiguration")?;
+    Api::<MutatingWebhookConfiguration>::all(cp.client())
+        .patch(WEBHOOK_CONFIGURATION, &params, &Patch::Apply(&mutating))
+        .await
+        .context("failed to register the MutatingWebhookConfiguration")?;
+    Ok(())
+}
+
+/// The API server picks up new webhook configurations a moment after they are written: waits until a
+/// server-side dry run of an invalid Website is refused by the webhook.
+async fn wait_until_webhook_is_called(cp: &ControlPlane) -> Result<()> {
+    let probe = r#"{"apiVersion":"extensions.example.com/v1","kind":"Website","metadata":{"name":"webhook-probe","namespace":"default"},"spec":{"gitRepo":"file:///webhook-probe"}}"#;
+    eventually(Duration::from_secs(30), async || {
+        let out = cp.kubectl_with_stdin(&["create", "--dry-run=server", "-f", "-"], Some(probe)).await?;
+        // The webhook's own rule: the CRD schema alone would admit this repository.
+        if out.stderr.contains("spec.gitRepo: local paths are not supported") {
+            Ok(())
+        } else {
+            Err(anyhow!("the webhook is not called yet: {}{}", out.stdout, out.stderr))
+        }
+    })
+    .await
+    .context("the API server did not start calling the webhook")
+}
+
+async fn wait_for_ready(controller: &mut ChildProcess, addr: SocketAddr) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if !controller.is_running() {
+            bail!("the controller exited:\n{}", controller.log_tail(20));
+        }
+        let answer = match http_get_status(addr, "/readyz").await {
+            Ok(200) => return Ok(()),
+            Ok(status) => format!("/readyz answered {status}"),
+            Err(e) => format!("/readyz failed: {e}"),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the controller did not become ready ({answer}):\n{}", controller.log_tail(20));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Status code of a plain-HTTP GET.
+///
+/// # Errors
+/// When the connection fails or the answer is not HTTP.
+pub async fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow!("not an HTTP response: {response:?}"))
+}

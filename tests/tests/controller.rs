@@ -1,0 +1,297 @@
+//! The controller end to end: Websites become Deployments and Services on a real API server, with real
+//! server-side apply, real Deployment and ReplicaSet controllers and real garbage collection.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use website_crd::Website;
+use website_e2e::operator::{create_namespace, workspace_root};
+use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions, eventually};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const SELECTOR: &str = "app.kubernetes.io/name=website,app.kubernetes.io/instance=kubia";
+
+struct Env {
+    cp: ControlPlane,
+    op: Operator,
+    ns: String,
+}
+
+impl Env {
+    async fn start(options: OperatorOptions) -> Result<Self> {
+        Self::start_with(ControlPlaneOptions::default(), options).await
+    }
+
+    async fn start_with(control_plane: ControlPlaneOptions, options: OperatorOptions) -> Result<Self> {
+        let cp = ControlPlane::start(control_plane).await?;
+        let op = Operator::start(&cp, OperatorOptions { controller_args: vec!["--log-format=text".into()], ..options })
+            .await?;
+        let ns = "shop".to_owned();
+        create_namespace(&cp, &ns).await?;
+        Ok(Self { cp, op, ns })
+    }
+
+    fn client(&self) -> Client {
+        self.cp.client()
+    }
+
+    fn websites(&self) -> Api<Website> {
+        Api::namespaced(self.client(), &self.ns)
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client(), &self.ns)
+    }
+
+    fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client(), &self.ns)
+    }
+
+    async fn create_example(&self, file: &str) -> Result<()> {
+        let path = workspace_root().join("examples").join(file);
+        self.cp.kubectl(&["create", "-n", &self.ns, "-f", &path.to_string_lossy()]).await?.ensure_success()?;
+        Ok(())
+    }
+
+    /// What a kubelet would report for running, ready pods: the Deployment controller then counts them as
+    /// available. No kubelet runs here.
+    async fn mark_pods_ready(&self) -> Result<usize> {
+        let pods: Api<Pod> = Api::namespaced(self.client(), &self.ns);
+        let list = pods.list(&ListParams::default().labels(SELECTOR)).await?;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        for pod in &list.items {
+            let status = json!({"status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                ]
+            }});
+            pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await?;
+        }
+        Ok(list.items.len())
+    }
+
+    async fn wait_ready(&self, want: &str) -> Result<Website> {
+        eventually(TIMEOUT, async || {
+            let w = self.websites().get("kubia").await?;
+            let ready = w.status.as_ref().and_then(|s| s.ready_condition()).map(|c| c.status.clone());
+            if ready.as_deref() == Some(want) {
+                Ok(w)
+            } else {
+                bail!("Ready is {ready:?}, want {want}: {:?}", w.status)
+            }
+        })
+        .await
+        .with_context(|| format!("controller log:\n{}", self.op.controller_log(30)))
+    }
+
+    fn reconcile_count(&self) -> usize {
+        self.op.controller_log(10_000).lines().filter(|l| l.contains("reconciled") && l.contains("kubia")).count()
+    }
+}
+
+fn git_sync_args(d: &Deployment) -> Vec<String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == "git-sync"))
+        .and_then(|c| c.args.clone())
+        .unwrap_or_default()
+}
+
+fn replicas(d: &Deployment) -> Option<i32> {
+    d.spec.as_ref().and_then(|s| s.replicas)
+}
+
+fn service_type(s: &Service) -> Option<String> {
+    s.spec.as_ref().and_then(|s| s.type_.clone())
+}
+
+#[tokio::test]
+async fn controller_creates_owned_children_and_reports_ready_once_pods_are_available() -> Result<()> {
+    let env = Env::start(OperatorOptions::default()).await?;
+    env.create_example("website.yaml").await?;
+    let website = env.websites().get("kubia").await?;
+    let uid = website.uid().context("uid")?;
+
+    let deployment = eventually(TIMEOUT, async || Ok(env.deployments().get("kubia").await?)).await?;
+    let owner = &deployment.owner_references()[0];
+    ensure!(owner.kind == "Website" && owner.name == "kubia" && owner.uid == uid, "{owner:?}");
+    ensure!(owner.controller == Some(true) && owner.block_owner_deletion == Some(true), "{owner:?}");
+    ensure!(replicas(&deployment) == Some(1));
+    let args = git_sync_args(&deployment);
+    ensure!(args.contains(&"--repo=https://github.com/luksa/kubia-website-example.git".to_owned()), "{args:?}");
+    ensure!(args.contains(&"--ref=HEAD".to_owned()) && args.contains(&"--period=60s".to_owned()), "{args:?}");
+
+    let service = eventually(TIMEOUT, async || Ok(env.services().get("kubia").await?)).await?;
+    ensure!(service.owner_references()[0].uid == uid);
+    ensure!(service_type(&service).as_deref() == Some("ClusterIP"));
+    let port = &service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default()[0];
+    ensure!(port.port == 80 && port.protocol.as_deref() == Some("TCP"), "{port:?}");
+
+    let website = env.wait_ready("False").await?;
+    let status = website.status.clone().context("status")?;
+    ensure!(status.observed_generation == website.metadata.generation, "{status:?}");
+    ensure!(status.url.as_deref() == Some("http://kubia.shop.svc.cluster.local/"), "{status:?}");
+    ensure!(status.available_replicas == Some(0), "{status:?}");
+
+    // Pods exist (the ReplicaSet controller made them) but no kubelet runs them: report them ready.
+    eventually(TIMEOUT, async || {
+        let n = env.mark_pods_ready().await?;
+        ensure!(n == 1, "{n} pods");
+        Ok(())
+    })
+    .await?;
+    let website = env.wait_ready("True").await?;
+    ensure!(website.status.as_ref().and_then(|s| s.available_replicas) == Some(1));
+    let events = env.cp.kubectl(&["get", "events", "-n", &env.ns, "-o", "json"]).await?.ensure_success()?;
+    ensure!(events.contains("every web server pod is available"), "no Ready event: {events}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn edits_reach_the_children_and_drifted_children_are_put_back() -> Result<()> {
+    let env = Env::start(OperatorOptions::default()).await?;
+    env.create_example("website.yaml").await?;
+    eventually(TIMEOUT, async || Ok(env.services().get("kubia").await?)).await?;
+
+    let edit = json!({"spec": {"replicas": 3, "ref": "v2", "serviceType": "NodePort"}});
+    env.websites().patch("kubia", &PatchParams::default(), &Patch::Merge(&edit)).await?;
+    eventually(TIMEOUT, async || {
+        let d = env.deployments().get("kubia").await?;
+        let s = env.services().get("kubia").await?;
+        ensure!(replicas(&d) == Some(3), "replicas {:?}", replicas(&d));
+        ensure!(git_sync_args(&d).contains(&"--ref=v2".to_owned()), "{:?}", git_sync_args(&d));
+        ensure!(service_type(&s).as_deref() == Some("NodePort"), "{:?}", service_type(&s));
+        let w = env.websites().get("kubia").await?;
+        ensure!(w.status.as_ref().and_then(|s| s.observed_generation) == w.metadata.generation, "status lags");
+        Ok(())
+    })
+    .await?;
+
+    // Back to ClusterIP: the node port the API server allocated must not get in the way.
+    let edit = json!({"spec": {"serviceType": "ClusterIP"}});
+    env.websites().patch("kubia", &PatchParams::default(), &Patch::Merge(&edit)).await?;
+    eventually(TIMEOUT, async || {
+        let s = env.services().get("kubia").await?;
+        ensure!(service_type(&s).as_deref() == Some("ClusterIP"), "{:?}", service_type(&s));
+        Ok(())
+    })
+    .await
+    .with_context(|| env.op.controller_log(20))?;
+
+    // Hand edits by another field manager are put back.
+    env.cp.kubectl(&["scale", "deployment/kubia", "-n", &env.ns, "--replicas=7"]).await?.ensure_success()?;
+    env.cp
+        .kubectl(&["set", "image", "deployment/kubia", "-n", &env.ns, "git-sync=example.com/evil:latest"])
+        .await?
+        .ensure_success()?;
+    env.cp
+        .kubectl(&["patch", "service/kubia", "-n", &env.ns, "-p", r#"{"spec":{"type":"NodePort"}}"#])
+        .await?
+        .ensure_success()?;
+    eventually(TIMEOUT, async || {
+        let d = env.deployments().get("kubia").await?;
+        let image = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.iter().find(|c| c.name == "git-sync"))
+            .and_then(|c| c.image.clone());
+        ensure!(replicas(&d) == Some(3), "replicas {:?}", replicas(&d));
+        ensure!(image.as_deref() == Some("registry.k8s.io/git-sync/git-sync:v4.4.0"), "image {image:?}");
+        let s = env.services().get("kubia").await?;
+        ensure!(service_type(&s).as_deref() == Some("ClusterIP"), "{:?}", service_type(&s));
+        Ok(())
+    })
+    .await?;
+
+    // A deleted child comes back.
+    let old_uid = env.deployments().get("kubia").await?.uid();
+    env.deployments().delete("kubia", &DeleteParams::default()).await?;
+    eventually(TIMEOUT, async || {
+        let d = env.deployments().get("kubia").await?;
+        ensure!(d.uid() != old_uid && d.metadata.deletion_timestamp.is_none(), "not recreated yet");
+        ensure!(replicas(&d) == Some(3));
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reconcile_with_nothing_to_change_writes_nothing() -> Result<()> {
+    // Without kube-controller-manager nobody else writes the children (no Deployment status updates), so
+    // every change of a resourceVersion would be the controller's.
+    let no_kcm = ControlPlaneOptions { controller_manager: false, ..ControlPlaneOptions::default() };
+    let env = Env::start_with(no_kcm, OperatorOptions::default()).await?;
+    env.create_example("website.yaml").await?;
+    eventually(TIMEOUT, async || Ok(env.services().get("kubia").await?)).await?;
+    env.wait_ready("False").await?;
+    let versions = async || -> Result<(String, String, String)> {
+        Ok((
+            env.websites().get("kubia").await?.resource_version().unwrap_or_default(),
+            env.deployments().get("kubia").await?.resource_version().unwrap_or_default(),
+            env.services().get("kubia").await?.resource_version().unwrap_or_default(),
+        ))
+    };
+    let before = versions().await?;
+    let reconciles = env.reconcile_count();
+    // An annotation changes no generation but makes the controller reconcile.
+    env.cp.kubectl(&["annotate", "website/kubia", "-n", &env.ns, "example.com/touched=1"]).await?.ensure_success()?;
+    let annotated = env.websites().get("kubia").await?.resource_version().unwrap_or_default();
+    eventually(TIMEOUT, async || {
+        let n = env.reconcile_count();
+        ensure!(n > reconciles, "no reconcile after the annotation yet ({n})");
+        Ok(())
+    })
+    .await?;
+    let after = versions().await?;
+    ensure!(after.0 == annotated, "the reconcile rewrote the Website's status: {} -> {}", annotated, after.0);
+    ensure!(after.1 == before.1, "the reconcile rewrote the Deployment: {} -> {}", before.1, after.1);
+    ensure!(after.2 == before.2, "the reconcile rewrote the Service: {} -> {}", before.2, after.2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_a_website_garbage_collects_its_children() -> Result<()> {
+    let env = Env::start(OperatorOptions::default()).await?;
+    env.create_example("website.yaml").await?;
+    eventually(TIMEOUT, async || {
+        env.deployments().get("kubia").await?;
+        env.services().get("kubia").await?;
+        Ok(())
+    })
+    .await?;
+    env.cp.kubectl(&["delete", "website/kubia", "-n", &env.ns]).await?.ensure_success()?;
+    eventually(TIMEOUT, async || {
+        let d = env.deployments().get_opt("kubia").await?;
+        let s = env.services().get_opt("kubia").await?;
+        ensure!(d.is_none() && s.is_none(), "still there: deployment {}, service {}", d.is_some(), s.is_some());
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalid_website_stored_without_the_webhook_is_reported_not_served() -> Result<()> {
+    let env = Env::start(OperatorOptions { webhook: false, ..OperatorOptions::default() }).await?;
+    // Passes the CRD schema, breaks the semantic rules that only the webhook and the controller enforce.
+    let manifest = json!({"apiVersion": "extensions.example.com/v1", "kind": "Website",
+        "metadata": {"name": "kubia"}, "spec": {"gitRepo": "file:///etc"}})
+    .to_string();
+    env.cp.kubectl_with_stdin(&["create", "-n", &env.ns, "-f", "-"], Some(&manifest)).await?.ensure_success()?;
+    let website = env.wait_ready("False").await?;
+    let ready = website.status.as_ref().and_then(|s| s.ready_condition()).context("condition")?;
+    ensure!(ready.reason == "InvalidSpec", "{ready:?}");
+    ensure!(ready.message.contains("spec.gitRepo: local paths are not supported"), "{ready:?}");
+    ensure!(env.deployments().get_opt("kubia").await?.is_none(), "an invalid Website got a Deployment");
+    Ok(())
+}
