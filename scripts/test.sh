@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the Website operator: formatting and lints, unit tests, and the end-to-end tests
+# against a real local control plane (provisioned first; see README.md for what the first run costs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n[test] %s\n' "$*" >&2; }
+
+step "provisioning the control-plane binaries"
+assets=$(scripts/provision.sh | tail -n 1)
+export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$assets}
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "building the binaries the end-to-end tests run"
+cargo build --workspace --bins --locked
+
+step "cargo test (unit, HTTP/TLS, and end-to-end against kube-apiserver)"
+cargo test --workspace --locked "$@"

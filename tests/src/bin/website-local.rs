@@ -1,0 +1,148 @@
+//! `website-local`: the whole Website operator on this machine, on a real local control plane.
+//!
+//! `website-local up` starts etcd, kube-apiserver and kube-controller-manager, installs the CRD, starts the
+//! webhook (registered with the API server through URL client configurations and a caBundle from
+//! `website-certs`) and the controller, prints how to use it, and runs until Ctrl-C or SIGTERM, when it
+//! stops everything it started. `website-local stop` stops a running `up`; `website-local status` tells
+//! whether one runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use website_e2e::operator::workspace_root;
+use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions};
+
+const USAGE: &str = "usage: website-local [up | stop | status]";
+
+/// Where the pid file and the stable kubeconfig live.
+fn local_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("WEBSITE_LOCAL_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let cache = match std::env::var_os("WEBSITE_CACHE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(dir) => PathBuf::from(dir).join("website-operator"),
+            None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache/website-operator"),
+        },
+    };
+    Ok(cache.join("local"))
+}
+
+/// The pid recorded by a running `up`, if that process is still alive.
+fn running_pid(pid_file: &std::path::Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    // Signal 0 checks that the process exists without touching it.
+    kill(Pid::from_raw(pid), None).is_ok().then_some(pid)
+}
+
+async fn up() -> Result<()> {
+    let dir = local_dir()?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let pid_file = dir.join("website-local.pid");
+    let kubeconfig = dir.join("kubeconfig");
+    if let Some(pid) = running_pid(&pid_file) {
+        bail!(
+            "already running (pid {pid}); use it with `export KUBECONFIG={}`, or stop it with `scripts/run.sh stop`",
+            kubeconfig.display()
+        );
+    }
+    std::fs::write(&pid_file, std::process::id().to_string())
+        .with_context(|| format!("failed to write {}", pid_file.display()))?;
+    let started = Instant::now();
+    eprintln!("starting etcd, kube-apiserver and kube-controller-manager...");
+    let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
+    eprintln!("installing the CRD, starting the webhook and the controller...");
+    let operator = Operator::start(&cp, OperatorOptions::default()).await?;
+    std::fs::copy(cp.kubeconfig_path(), &kubeconfig)
+        .with_context(|| format!("failed to write {}", kubeconfig.display()))?;
+    let examples = workspace_root().join("examples");
+    println!(
+        "\nThe Website operator is running (up in {:.1} s). Logs are in {}.\n\n\
+         Try it:\n\
+         \x20 export KUBECONFIG={}\n\
+         \x20 export PATH={}:$PATH                         # kubectl and helm of this control plane\n\
+         \x20 kubectl create -f {}/website.yaml            # admitted, defaults filled in\n\
+         \x20 kubectl get websites                          # or: kubectl get ws\n\
+         \x20 kubectl get deployment,service kubia          # what the controller made of it\n\
+         \x20 kubectl create -f {}/invalid/file-scheme.yaml # refused by the webhook\n\
+         \x20 kubectl create -f {}/website-http.yaml       # admitted with a warning\n\n\
+         There is no kubelet here, so pods stay Pending and the Website stays Ready=False.\n\
+         Press Ctrl-C (or run `scripts/run.sh stop`) to stop everything.",
+        started.elapsed().as_secs_f64(),
+        cp.state_dir().display(),
+        kubeconfig.display(),
+        cp.assets().dir.display(),
+        examples.display(),
+        examples.display(),
+        examples.display(),
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("stopping...");
+    drop(operator);
+    drop(cp);
+    let _ = std::fs::remove_file(&kubeconfig);
+    let _ = std::fs::remove_file(&pid_file);
+    eprintln!("stopped");
+    Ok(())
+}
+
+fn stop() -> Result<()> {
+    let pid_file = local_dir()?.join("website-local.pid");
+    let Some(pid) = running_pid(&pid_file) else {
+        println!("not running");
+        return Ok(());
+    };
+    kill(Pid::from_raw(pid), Signal::SIGTERM).with_context(|| format!("failed to signal pid {pid}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_pid(&pid_file).is_some() {
+        if Instant::now() > deadline {
+            bail!("pid {pid} did not stop within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("stopped (pid {pid})");
+    Ok(())
+}
+
+fn status() -> Result<()> {
+    let dir = local_dir()?;
+    match running_pid(&dir.join("website-local.pid")) {
+        Some(pid) => println!("running (pid {pid}); export KUBECONFIG={}", dir.join("kubeconfig").display()),
+        None => println!("not running"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    website_e2e::install_crypto_provider();
+    let result = match std::env::args().nth(1).as_deref() {
+        None | Some("up") => up().await,
+        Some("stop") => stop(),
+        Some("status") => status(),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => {
+            eprintln!("error: unknown command {other:?}; {USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
