@@ -80,8 +80,6 @@ build_kube() {
   local src
   src=$(find "$work/src" -mindepth 1 -maxdepth 1 -type d -name 'kubernetes-*' -print -quit)
   [ -n "$src" ] && [ -f "$src/cmd/kube-apiserver/apiserver.go" ] || die "unpacked kubernetes source not found under $work/src"
-  grep -q "gitVersion.*v$K8S_VERSION\|$K8S_VERSION" "$src/CHANGELOG/CHANGELOG-1.20.md" 2>/dev/null \
-    || log "warning: could not confirm that the source is v$K8S_VERSION"
   # The vendored reflect2 v1.0.1 crashes under Go >= 1.18 (SIGSEGV in mapiterinit); use Debian's v1.0.2.
   local r2=/usr/share/gocode/src/github.com/modern-go/reflect2
   rm -rf "$src/vendor/github.com/modern-go/reflect2"
@@ -94,6 +92,12 @@ build_kube() {
   (cd "$src" && HOME=$work/home GOPATH=$src/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor \
       make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
     || { tail -n 30 "$work/build.log" >&2; die "building kube-apiserver failed; full log: $work/build.log"; }
+  local built
+  built=$("$src/_output/bin/kube-apiserver" --version 2>&1) || die "the built kube-apiserver does not run: $built"
+  case $built in
+    *"v$K8S_VERSION"*) ;;
+    *) die "expected kube-apiserver v$K8S_VERSION, the source package built: $built" ;;
+  esac
   mkdir -p "$BIN_DIR"
   cp "$src/_output/bin/kube-apiserver" "$src/_output/bin/kube-controller-manager" "$BIN_DIR/"
   rm -rf "$work"
@@ -102,10 +106,21 @@ build_kube() {
 
 get_etcd() {
   [ -x "$BIN_DIR/etcd" ] && return 0
-  if [ ! -x /usr/bin/etcd ]; then apt_install etcd-server; fi
-  [ -x /usr/bin/etcd ] || die "etcd-server installed but /usr/bin/etcd is missing"
+  # Unpacked from Debian's etcd-server package rather than installed, so no system etcd service is enabled.
+  log "fetching etcd from Debian's etcd-server package"
+  command -v apt-get >/dev/null || die "apt-get not found; put etcd into \$KUBEBUILDER_ASSETS instead"
+  local work=$CACHE_DIR/etcd-download
+  rm -rf "$work"; mkdir -p "$work"
+  if ! (cd "$work" && apt-get download etcd-server >&2 2>/dev/null); then
+    "${SUDO[@]}" apt-get update -qq >&2 || die "apt-get update failed"
+    (cd "$work" && apt-get -o APT::Sandbox::User=root download etcd-server >&2) \
+      || die "could not download Debian's etcd-server package"
+  fi
+  dpkg-deb -x "$work"/etcd-server_*.deb "$work/root" || die "could not unpack etcd-server"
+  [ -x "$work/root/usr/bin/etcd" ] || die "the etcd-server package holds no usr/bin/etcd"
   mkdir -p "$BIN_DIR"
-  ln -sfn /usr/bin/etcd "$BIN_DIR/etcd"
+  cp "$work/root/usr/bin/etcd" "$BIN_DIR/etcd"
+  rm -rf "$work"
 }
 
 get_layer_tools() {
@@ -138,7 +153,10 @@ PY
 
 main() {
   mkdir -p "$CACHE_DIR"
-  local out=$CACHE_DIR/active
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+    [ -d "$KUBEBUILDER_ASSETS" ] || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS is not a directory"
+    KUBEBUILDER_ASSETS=$(cd "$KUBEBUILDER_ASSETS" && pwd)
+  fi
   local need_build=0
   for b in kube-apiserver kube-controller-manager; do
     [ -n "$(from_assets "$b")" ] || need_build=1
