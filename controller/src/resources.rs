@@ -257,14 +257,7 @@ mod tests {
     }
 
     fn spec() -> WebsiteSpec {
-        WebsiteSpec {
-            git_repo: "https://github.com/luksa/kubia-website-example.git".into(),
-            git_ref: None,
-            replicas: None,
-            service_type: None,
-            port: None,
-            sync_interval_seconds: None,
-        }
+        WebsiteSpec::new("https://github.com/luksa/kubia-website-example.git")
     }
 
     fn pod_spec(d: &Deployment) -> &PodSpec {

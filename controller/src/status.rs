@@ -68,17 +68,8 @@ mod tests {
     }
 
     fn website(replicas: i32, generation: i64) -> Website {
-        let mut w = Website::new(
-            "kubia",
-            WebsiteSpec {
-                git_repo: "https://e.com/r.git".into(),
-                git_ref: None,
-                replicas: Some(replicas),
-                service_type: None,
-                port: None,
-                sync_interval_seconds: None,
-            },
-        );
+        let mut w =
+            Website::new("kubia", WebsiteSpec { replicas: Some(replicas), ..WebsiteSpec::new("https://e.com/r.git") });
         w.metadata.generation = Some(generation);
         w
     }

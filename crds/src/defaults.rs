@@ -61,14 +61,7 @@ mod tests {
     use super::*;
 
     fn minimal() -> WebsiteSpec {
-        WebsiteSpec {
-            git_repo: "https://example.com/site.git".into(),
-            git_ref: None,
-            replicas: None,
-            service_type: None,
-            port: None,
-            sync_interval_seconds: None,
-        }
+        WebsiteSpec::new("https://example.com/site.git")
     }
 
     #[test]

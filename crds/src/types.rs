@@ -95,6 +95,20 @@ pub struct WebsiteSpec {
     pub sync_interval_seconds: Option<i32>,
 }
 
+impl WebsiteSpec {
+    /// A spec serving `git_repo` with every other field left to its default.
+    pub fn new(git_repo: impl Into<String>) -> Self {
+        Self {
+            git_repo: git_repo.into(),
+            git_ref: None,
+            replicas: None,
+            service_type: None,
+            port: None,
+            sync_interval_seconds: None,
+        }
+    }
+}
+
 /// How the website is exposed: `ClusterIP` (the default: inside the cluster only), `NodePort` (also on a port of
 /// every node) or `LoadBalancer` (also through a cloud load balancer).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]

@@ -97,14 +97,7 @@ mod tests {
     use crate::types::ServiceType;
 
     fn spec(git_repo: &str) -> WebsiteSpec {
-        WebsiteSpec {
-            git_repo: git_repo.into(),
-            git_ref: None,
-            replicas: None,
-            service_type: None,
-            port: None,
-            sync_interval_seconds: None,
-        }
+        WebsiteSpec::new(git_repo)
     }
 
     #[test]

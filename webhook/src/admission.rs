@@ -126,14 +126,7 @@ fn partial_semantic_checks(value: &Value) -> Vec<Violation> {
         violations.extend(website_crd::validate_name(name));
     }
     if let Some(repo) = value.pointer("/spec/gitRepo").and_then(Value::as_str) {
-        let spec = WebsiteSpec {
-            git_repo: repo.to_owned(),
-            git_ref: None,
-            replicas: None,
-            service_type: None,
-            port: None,
-            sync_interval_seconds: None,
-        };
+        let spec = WebsiteSpec::new(repo);
         violations.extend(website_crd::validate(&spec));
     }
     violations
