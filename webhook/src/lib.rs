@@ -2,11 +2,13 @@
 //!
 //! Where to start: [`admission`] holds the rules as plain functions (an `AdmissionRequest` in, an
 //! `AdmissionResponse` out); [`server`] wraps them in HTTP routes and builds the [`server::Application`];
-//! [`tls`] loads the serving certificate and reloads it when its files change; [`settings`] lists every flag.
+//! [`tls`] loads the serving certificate and reloads it when its files change; [`settings`] lists every flag;
+//! [`self_managed`] keeps the webhook's own CA and certificate in a Secret and its CA in the webhook configurations.
 
 pub mod admission;
 pub use admission::Rules;
 pub mod schema;
+pub mod self_managed;
 pub mod server;
 pub mod settings;
 pub mod tls;
@@ -61,6 +63,9 @@ pub enum Error {
     /// The HTTP server failed while running.
     #[error("failed to serve: {0}")]
     Serve(#[source] std::io::Error),
+    /// Self-managed certificates could not be set up.
+    #[error(transparent)]
+    SelfManaged(#[from] self_managed::Error),
 }
 
 /// Result of webhook operations.

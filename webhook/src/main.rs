@@ -1,6 +1,7 @@
 //! `website-webhook`: serves the Website admission webhook over TLS until SIGTERM.
 
 use clap::Parser;
+use website_webhook::self_managed::{self, CertificateKeeper};
 use website_webhook::server::Application;
 use website_webhook::settings::{LogFormat, Settings};
 
@@ -11,10 +12,7 @@ async fn main() -> std::process::ExitCode {
     if rustls::crypto::ring::default_provider().install_default().is_err() {
         tracing::debug!("a rustls crypto provider was already installed");
     }
-    let result = match Application::build(&settings) {
-        Ok(app) => app.run_until_stopped().await,
-        Err(e) => Err(e),
-    };
+    let result = run(&settings).await;
     match result {
         Ok(()) => {
             tracing::info!("webhook stopped");
@@ -26,6 +24,27 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn run(settings: &Settings) -> website_webhook::Result<()> {
+    // With self-managed certificates, the files the server loads are written first.
+    let keeper = if settings.self_managed.enabled {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|source| self_managed::Error::Kube { action: "connect to the API server".into(), source })?;
+        let keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?;
+        let ready = keeper.prepare_until_ready().await;
+        Some((keeper, ready))
+    } else {
+        None
+    };
+    let app = Application::build(settings)?;
+    let keeping = keeper.map(|(keeper, ready)| tokio::spawn(keeper.run(ready)));
+    let result = app.run_until_stopped().await;
+    if let Some(task) = keeping {
+        task.abort();
+    }
+    result
 }
 
 fn init_tracing(format: LogFormat) {

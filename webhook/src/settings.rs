@@ -46,6 +46,10 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Self-managed certificates (off unless --self-managed-certs).
+    #[command(flatten)]
+    pub self_managed: crate::self_managed::Options,
 }
 
 /// How log lines are written.
@@ -75,6 +79,7 @@ impl Settings {
             workers: Some(1),
             shutdown_timeout_seconds: 1,
             log_format: LogFormat::Text,
+            self_managed: crate::self_managed::Options::default(),
         }
     }
 }
