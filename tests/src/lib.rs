@@ -38,6 +38,7 @@
 
 pub mod assets;
 pub mod control_plane;
+pub mod helm;
 pub mod operator;
 pub mod process;
 
