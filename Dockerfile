@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# The operator's two images, from one build:
+#   docker build --target webhook    -t ghcr.io/example/website-webhook:0.1.0 .
+#   docker build --target controller -t ghcr.io/example/website-controller:0.1.0 .
+# The chart (charts/website-operator) refers to these repositories; its tag defaults to the chart's appVersion.
+
+ARG RUST_VERSION=1.89
+
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+WORKDIR /src
+COPY . .
+# BuildKit caches keep the registry and the target directory between builds.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p website-webhook -p website-controller --bins \
+ && mkdir -p /out \
+ && cp target/release/website-webhook target/release/website-controller /out/
+
+# Runtime: distroless with glibc and CA certificates, no shell, user 65532 ("nonroot"),
+# matching the chart's runAsUser and read-only root filesystem.
+FROM gcr.io/distroless/cc-debian12:nonroot AS webhook
+COPY --from=build /out/website-webhook /usr/local/bin/website-webhook
+USER 65532:65532
+EXPOSE 8443 8080
+ENTRYPOINT ["/usr/local/bin/website-webhook"]
+
+FROM gcr.io/distroless/cc-debian12:nonroot AS controller
+COPY --from=build /out/website-controller /usr/local/bin/website-controller
+USER 65532:65532
+EXPOSE 8081
+ENTRYPOINT ["/usr/local/bin/website-controller"]
