@@ -542,3 +542,100 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
     ensure!(wrong.is_empty(), "RBAC differs from what the components use:\n{}", wrong.join("\n"));
     Ok(())
 }
+
+/// Splits concatenated PEM certificates.
+fn pem_blocks(text: &str) -> Vec<String> {
+    text.split_inclusive("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN"))
+        .map(|b| b.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_expiring_self_managed_ca_is_rotated_without_a_failed_request() -> Result<()> {
+    let cp = start_control_plane().await?;
+    operator::create_namespace(&cp, NAMESPACE).await?;
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+    let chart = chart_arg();
+    let url = format!("webhook.urlOverride=https://{addr}");
+    cp.helm(&[
+        "install",
+        CHART_NAME,
+        &chart,
+        "-n",
+        NAMESPACE,
+        "--set",
+        &url,
+        "--set",
+        "certificates.selfManaged.checkIntervalSeconds=10",
+        // Any CA younger than this is due for rotation: the one below is.
+        "--set",
+        "certificates.selfManaged.caRenewBeforeDays=3",
+    ])
+    .await?
+    .ensure_success()?;
+    // A CA that expires in two days, and a certificate it issued, as an earlier webhook would have left them.
+    let old_ca = website_certs::CertificateAuthority::generate("old-ca", website_certs::days(2))?;
+    let old_serving = old_ca.issue_serving(&[website_certs::SubjectName::Ip(addr.ip())], website_certs::days(2))?;
+    let data = serde_json::json!({"stringData": {
+        "ca.crt": old_ca.cert_pem(), "ca.key": old_ca.key_pem(),
+        "tls.crt": old_serving.cert_pem(), "tls.key": old_serving.key_pem(),
+    }});
+    cp.kubectl(&["patch", "secret", CERT_SECRET, "-n", NAMESPACE, "--type=merge", "-p", &data.to_string()])
+        .await?
+        .ensure_success()?;
+
+    let certs = tempfile::tempdir()?;
+    let webhook = run_installed_webhook(&cp, addr, certs.path()).await?;
+    let old_pem = old_ca.cert_pem().trim().to_owned();
+    // Phase one: a new CA, both CAs trusted, the old CA's certificate still served.
+    let new_pem = eventually(Duration::from_secs(30), async || {
+        let bundle = secret_field(&cp, "ca-bundle.crt").await?.context("no ca-bundle.crt yet")?;
+        let cas = pem_blocks(&bundle);
+        ensure!(cas.len() == 2 && cas[1] == old_pem && cas[0] != old_pem, "bundle not rotated yet: {} CAs", cas.len());
+        let bundles = ca_bundles(&cp).await?;
+        ensure!(bundles.iter().all(|b| b.as_deref() == Some(bundle.as_str())), "caBundles not injected yet");
+        Ok(cas[0].clone())
+    })
+    .await
+    .with_context(|| webhook.log_tail(20))?;
+    ensure!(secret_field(&cp, "ca.crt").await?.map(|c| c.trim().to_owned()) == Some(new_pem.clone()));
+
+    // Phase two, a check interval later: a certificate of the new CA is served. Every request on the way is
+    // answered by the webhook: no TLS failure at any point.
+    let mut requests = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut phase_two_seen = None;
+    loop {
+        let bad = BAD_WEBSITE.replace("NAME", "rotating");
+        let out =
+            cp.kubectl_with_stdin(&["create", "--dry-run=server", "-n", "default", "-f", "-"], Some(&bad)).await?;
+        requests += 1;
+        ensure!(
+            out.stderr.contains("spec.gitRepo: local paths are not supported"),
+            "request {requests} during the rotation was not answered by the webhook: {}\n{}",
+            out.stderr,
+            webhook.log_tail(20)
+        );
+        let served = secret_field(&cp, "tls.crt").await?;
+        if phase_two_seen.is_none() && served.as_deref() != Some(old_serving.cert_pem()) {
+            phase_two_seen = Some(requests);
+        }
+        // After the switch, keep asking for longer than the webhook's certificate reload interval (10 s).
+        if phase_two_seen.is_some_and(|at| requests >= at + 40) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no new serving certificate within 60 s:\n{}",
+            webhook.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let bundles = ca_bundles(&cp).await?;
+    ensure!(
+        bundles.iter().all(|b| b.as_deref().map(pem_blocks) == Some(vec![new_pem.clone(), old_pem.clone()])),
+        "both CAs must stay trusted until the old one expires"
+    );
+    Ok(())
+}
