@@ -47,9 +47,14 @@ pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// namespace or the operator's.
 pub const EXCLUDED_NAMESPACES: [&str; 2] = ["kube-system", OPERATOR_NAMESPACE];
 
-/// Path of the workspace root.
+/// Path of the workspace root: from `CARGO_MANIFEST_DIR` as cargo sets it when it runs tests (so a build
+/// reused from another checkout still finds this checkout's files), else the directory this crate was built
+/// in, else the current directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives in the workspace").to_owned()
+    let is_root = |dir: &Path| dir.join(website_crd::CRD_MANIFEST_PATH).is_file();
+    let from_env = std::env::var_os("CARGO_MANIFEST_DIR").and_then(|d| Path::new(&d).parent().map(Path::to_owned));
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned);
+    from_env.into_iter().chain(built_in).find(|d| is_root(d)).unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Path of one of the operator's binaries: `$WEBSITE_BIN_DIR/<name>`, or the workspace's `target/debug/<name>`.

@@ -204,12 +204,18 @@ async fn kubectl_get_shows_the_printer_columns_and_explain_shows_the_docs() -> R
     ensure!(table.contains("kubia") && table.contains("https://github.com/luksa/kubia-website-example.git"), "{table}");
     let all = cp.kubectl(&["get", "all", "-n", "default"]).await?.ensure_success()?;
     ensure!(all.contains("website.extensions.example.com/kubia"), "kubectl get all lacks the Website: {all}");
-    let explain = cp.kubectl(&["explain", "website.spec.gitRepo"]).await?.ensure_success()?;
-    ensure!(explain.contains("The git repository whose files are served"), "{explain}");
-    ensure!(explain.contains("scp-like"), "{explain}");
-    let explain = cp.kubectl(&["explain", "website.spec"]).await?.ensure_success()?;
-    for field in ["gitRepo", "ref", "replicas", "serviceType", "port", "syncIntervalSeconds"] {
-        ensure!(explain.contains(field), "explain website.spec lacks {field}: {explain}");
-    }
+    // The API server publishes a new CRD's OpenAPI schema, which `kubectl explain` reads, a moment after
+    // the CRD is established.
+    eventually(Duration::from_secs(60), async || {
+        let explain = cp.kubectl(&["explain", "website.spec.gitRepo"]).await?.ensure_success()?;
+        ensure!(explain.contains("The git repository whose files are served"), "{explain}");
+        ensure!(explain.contains("scp-like"), "{explain}");
+        let explain = cp.kubectl(&["explain", "website.spec"]).await?.ensure_success()?;
+        for field in ["gitRepo", "ref", "replicas", "serviceType", "port", "syncIntervalSeconds"] {
+            ensure!(explain.contains(field), "explain website.spec lacks {field}: {explain}");
+        }
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
