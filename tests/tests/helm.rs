@@ -488,6 +488,7 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&controller, "list", "websites.extensions.example.com", None, true),
         (&controller, "watch", "websites.extensions.example.com", None, true),
         (&controller, "patch", "websites.extensions.example.com#status", apps, true),
+        (&controller, "update", "websites.extensions.example.com#finalizers", apps, true),
         (&controller, "update", "websites.extensions.example.com", apps, false),
         (&controller, "patch", "websites.extensions.example.com", apps, false),
         (&controller, "create", "websites.extensions.example.com", apps, false),
