@@ -17,7 +17,8 @@ case "${1:-up}" in
 esac
 
 assets=$(scripts/provision.sh | tail -n 1)
-export KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$assets}
+# The merged directory: binaries from $KUBEBUILDER_ASSETS where present, the rest provisioned.
+export KUBEBUILDER_ASSETS=$assets
 echo "[run] building the operator (cargo build --workspace --bins)" >&2
 cargo build -q --workspace --bins
 exec "${CARGO_TARGET_DIR:-target}/debug/website-local" up
