@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -103,14 +103,20 @@ fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirement
 }
 
 fn web_container(config: &ChildConfig) -> Container {
-    let probe = |initial_delay, period| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/".into()),
-            port: IntOrString::String(WEB_CONTAINER.into()),
-            ..HTTPGetAction::default()
-        }),
-        initial_delay_seconds: Some(initial_delay),
-        period_seconds: Some(period),
+    let port = || IntOrString::String(WEB_CONTAINER.into());
+    // Ready once the first checkout is published and served: until then the document root is missing.
+    let readiness = Probe {
+        http_get: Some(HTTPGetAction { path: Some("/".into()), port: port(), ..HTTPGetAction::default() }),
+        initial_delay_seconds: Some(2),
+        period_seconds: Some(5),
+        ..Probe::default()
+    };
+    // Alive while it accepts connections: a slow or failing clone is no reason to restart the web server.
+    let liveness = Probe {
+        tcp_socket: Some(TCPSocketAction { port: port(), ..TCPSocketAction::default() }),
+        initial_delay_seconds: Some(10),
+        period_seconds: Some(20),
+        failure_threshold: Some(3),
         ..Probe::default()
     };
     Container {
@@ -123,9 +129,8 @@ fn web_container(config: &ChildConfig) -> Container {
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        // Ready once the first checkout is published and served.
-        readiness_probe: Some(probe(2, 5)),
-        liveness_probe: Some(Probe { failure_threshold: Some(6), ..probe(30, 20) }),
+        readiness_probe: Some(readiness),
+        liveness_probe: Some(liveness),
         security_context: Some(restricted_security_context(config.web_run_as_user)),
         resources: Some(resources("10m", "16Mi", "64Mi")),
         volume_mounts: Some(vec![
@@ -325,6 +330,11 @@ mod tests {
         assert_eq!(web_mount.read_only, Some(true));
         let probe = web.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness probe");
         assert_eq!(probe.port, IntOrString::String("web".into()));
+        assert_eq!(probe.path.as_deref(), Some("/"));
+        // Liveness does not depend on the content having arrived.
+        let liveness = web.liveness_probe.as_ref().expect("liveness probe");
+        assert!(liveness.http_get.is_none());
+        assert_eq!(liveness.tcp_socket.as_ref().map(|t| t.port.clone()), Some(IntOrString::String("web".into())));
         assert_eq!(web.ports.as_ref().expect("ports")[0].container_port, 8080);
     }
 
