@@ -1,5 +1,6 @@
-//! The operator on a [`ControlPlane`]: the CRD, the webhook (with certificates from `website-certs`,
-//! registered through URL client configurations) and the controller, each as its real binary.
+//! The operator on a [`ControlPlane`]: the CRD, the webhook (with certificates from `website-certs`, registered
+//! through the Helm chart's own webhook configurations pointed at its local URL) and the controller, each as its
+//! real binary.
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
@@ -20,20 +21,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
-};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use website_certs::{CertificateAuthority, SubjectName};
 
 use crate::{ChildProcess, ControlPlane, eventually, free_port};
 
-/// Name of both webhook configurations.
+/// Release name the chart's webhook configurations are rendered with, and so the name of both.
 pub const WEBHOOK_CONFIGURATION: &str = "website-operator";
 /// Name of the validating webhook inside its configuration.
 pub const VALIDATING_WEBHOOK: &str = "validate.websites.extensions.example.com";
@@ -245,81 +241,44 @@ pub async fn create_namespace(cp: &ControlPlane, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn rules() -> Vec<RuleWithOperations> {
-    vec![RuleWithOperations {
-        api_groups: Some(vec![website_crd::GROUP.into()]),
-        api_versions: Some(vec![website_crd::VERSION.into()]),
-        operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-        resources: Some(vec!["websites".into()]),
-        scope: Some("Namespaced".into()),
-    }]
-}
-
-fn namespace_selector() -> LabelSelector {
-    LabelSelector {
-        match_expressions: Some(vec![LabelSelectorRequirement {
-            key: NAMESPACE_NAME_LABEL.into(),
-            operator: "NotIn".into(),
-            values: Some(EXCLUDED_NAMESPACES.iter().map(|s| (*s).to_owned()).collect()),
-        }]),
-        ..LabelSelector::default()
-    }
-}
-
-fn client_config(base_url: &str, path: &str, ca_pem: &str) -> WebhookClientConfig {
-    WebhookClientConfig {
-        url: Some(format!("{base_url}{path}")),
-        ca_bundle: Some(ByteString(ca_pem.as_bytes().to_vec())),
-        service: None,
-    }
-}
-
-/// Registers the validating and mutating webhook configurations for a webhook at `base_url`.
+/// Registers the validating and mutating webhook configurations for a webhook at `base_url`: the Helm chart's
+/// own, rendered with its development-only `webhook.urlOverride` and the `provided` certificate mode, so that
+/// the tests and the local run exercise exactly what the chart installs.
 ///
 /// # Errors
-/// When the API server refuses them.
+/// When helm cannot render them or the API server refuses them.
 pub async fn register_webhooks(cp: &ControlPlane, base_url: &str, ca_pem: &str, failure_policy: &str) -> Result<()> {
-    let metadata = ObjectMeta { name: Some(WEBHOOK_CONFIGURATION.into()), ..ObjectMeta::default() };
-    let validating = ValidatingWebhookConfiguration {
-        metadata: metadata.clone(),
-        webhooks: Some(vec![ValidatingWebhook {
-            name: VALIDATING_WEBHOOK.into(),
-            client_config: client_config(base_url, "/validate", ca_pem),
-            rules: Some(rules()),
-            admission_review_versions: vec!["v1".into()],
-            side_effects: "None".into(),
-            failure_policy: Some(failure_policy.into()),
-            timeout_seconds: Some(5),
-            namespace_selector: Some(namespace_selector()),
-            match_policy: Some("Equivalent".into()),
-            ..ValidatingWebhook::default()
-        }]),
-    };
-    let mutating = MutatingWebhookConfiguration {
-        metadata,
-        webhooks: Some(vec![MutatingWebhook {
-            name: MUTATING_WEBHOOK.into(),
-            client_config: client_config(base_url, "/mutate", ca_pem),
-            rules: Some(rules()),
-            admission_review_versions: vec!["v1".into()],
-            side_effects: "None".into(),
-            failure_policy: Some(failure_policy.into()),
-            timeout_seconds: Some(5),
-            namespace_selector: Some(namespace_selector()),
-            match_policy: Some("Equivalent".into()),
-            reinvocation_policy: Some("Never".into()),
-            ..MutatingWebhook::default()
-        }]),
-    };
-    let params = PatchParams::apply("website-e2e").force();
-    Api::<ValidatingWebhookConfiguration>::all(cp.client())
-        .patch(WEBHOOK_CONFIGURATION, &params, &Patch::Apply(&validating))
-        .await
-        .context("failed to register the ValidatingWebhookConfiguration")?;
-    Api::<MutatingWebhookConfiguration>::all(cp.client())
-        .patch(WEBHOOK_CONFIGURATION, &params, &Patch::Apply(&mutating))
-        .await
-        .context("failed to register the MutatingWebhookConfiguration")?;
+    let chart = workspace_root().join("charts").join("website-operator");
+    let url = format!("webhook.urlOverride={base_url}");
+    let ca_bundle = format!("certificates.provided.caBundle={}", website_certs::ca_bundle_base64(ca_pem));
+    let policy = format!("webhook.failurePolicy={failure_policy}");
+    let rendered = cp
+        .helm(&[
+            "template",
+            WEBHOOK_CONFIGURATION,
+            &chart.to_string_lossy(),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--show-only",
+            "templates/webhook-configurations.yaml",
+            "--set-string",
+            &url,
+            "--set",
+            "certificates.mode=provided",
+            "--set-string",
+            &ca_bundle,
+            "--set-string",
+            "certificates.provided.secretName=unused",
+            "--set-string",
+            &policy,
+        ])
+        .await?
+        .ensure_success()
+        .context("failed to render the chart's webhook configurations")?;
+    cp.kubectl_with_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&rendered))
+        .await?
+        .ensure_success()
+        .context("failed to register the webhook configurations")?;
     Ok(())
 }
 
