@@ -634,38 +634,43 @@ impl CertificateKeeper {
     async fn inject_ca_bundle(&self, material: &Material) -> Result<()> {
         let bundle = material.bundle_pem().into_bytes();
         if let Some(name) = &self.validating_name {
-            let config = self.validating.get(name).await.map_err(|source| Error::Kube {
-                action: format!("read ValidatingWebhookConfiguration {name}"),
-                source,
-            })?;
-            let configs = config.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config)).collect();
-            if let Some(patch) = self.bundle_patch(configs, &bundle) {
-                self.validating.patch(name, &PatchParams::default(), &patch).await.map_err(|source| Error::Kube {
-                    action: format!("patch the caBundle of ValidatingWebhookConfiguration {name}"),
-                    source,
-                })?;
-                info!(configuration = %name, "injected the CA bundle into the ValidatingWebhookConfiguration");
-            }
+            self.inject_into(&self.validating, name, &bundle, |c: ValidatingWebhookConfiguration| {
+                c.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config)).collect()
+            })
+            .await?;
         }
         if let Some(name) = &self.mutating_name {
-            let config = self.mutating.get(name).await.map_err(|source| Error::Kube {
-                action: format!("read MutatingWebhookConfiguration {name}"),
-                source,
-            })?;
-            let configs = config.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config)).collect();
-            if let Some(patch) = self.bundle_patch(configs, &bundle) {
-                self.mutating.patch(name, &PatchParams::default(), &patch).await.map_err(|source| Error::Kube {
-                    action: format!("patch the caBundle of MutatingWebhookConfiguration {name}"),
-                    source,
-                })?;
-                info!(configuration = %name, "injected the CA bundle into the MutatingWebhookConfiguration");
-            }
+            self.inject_into(&self.mutating, name, &bundle, |c: MutatingWebhookConfiguration| {
+                c.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config)).collect()
+            })
+            .await?;
         }
         Ok(())
     }
 
-    /// A JSON patch setting `caBundle` of every owned webhook whose bundle differs, each guarded by a test of the
-    /// webhook's name at its index, so a concurrent reorder makes the patch fail instead of hitting another webhook.
+    /// Puts `bundle` into the `caBundle` of the webhooks of configuration `name` that point at this webhook.
+    async fn inject_into<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        bundle: &[u8],
+        webhooks: impl FnOnce(K) -> Vec<(String, WebhookClientConfig)>,
+    ) -> Result<()>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    {
+        let kind = K::kind(&());
+        let config =
+            api.get(name).await.map_err(|source| Error::Kube { action: format!("read {kind} {name}"), source })?;
+        if let Some(patch) = self.bundle_patch(webhooks(config), bundle) {
+            api.patch(name, &PatchParams::default(), &patch)
+                .await
+                .map_err(|source| Error::Kube { action: format!("patch the caBundle of {kind} {name}"), source })?;
+            info!(configuration = %name, %kind, "injected the CA bundle");
+        }
+        Ok(())
+    }
+
     fn bundle_patch(&self, webhooks: Vec<(String, WebhookClientConfig)>, bundle: &[u8]) -> Option<Patch<()>> {
         bundle_patch(webhooks, bundle, |c| self.owns(c))
     }
