@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Obtains the binaries of a local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-# kubectl and helm. Prints the directory that holds them on its last line of stdout.
+# kubectl and helm, and the tools the tests run (git, nginx). Prints the directory that holds the binaries on its
+# last line of stdout.
 #
 # Order of preference for each binary:
 #   1. $KUBEBUILDER_ASSETS (the envtest convention), when set and holding it;
@@ -151,8 +152,16 @@ PY
   rm -rf "$work"
 }
 
+# Tools the tests run besides the control plane: git (the ref rules are checked against git itself) and nginx (the
+# web server configuration the controller generates is served for real).
+test_tools() {
+  command -v git >/dev/null || apt_install git
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
+}
+
 main() {
   mkdir -p "$CACHE_DIR"
+  test_tools
   if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
     [ -d "$KUBEBUILDER_ASSETS" ] || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS is not a directory"
     KUBEBUILDER_ASSETS=$(cd "$KUBEBUILDER_ASSETS" && pwd)

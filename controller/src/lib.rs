@@ -4,6 +4,7 @@
 //! builders in [`resources`] and [`status`]. [`reconcile::run`] wires it to watches of Websites and of the
 //! Deployments and Services they own. [`settings`] lists every flag.
 
+pub mod children;
 pub mod health;
 pub mod reconcile;
 pub mod resources;
@@ -16,7 +17,16 @@ pub enum Error {
     /// The Website lacks a field the API server always sets.
     #[error("failed to reconcile: the Website has no {0}")]
     MissingObjectKey(&'static str),
-    /// Server-side apply of a child or of the status was refused.
+    /// A child could not be read.
+    #[error("failed to read the {kind}: {source}")]
+    Read {
+        /// What was read.
+        kind: &'static str,
+        /// The API server's answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// Creating or server-side applying a child, or applying the status, was refused.
     #[error("failed to apply the {kind}: {source}")]
     Apply {
         /// What was applied.

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -17,12 +18,13 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Span, debug, field, info, instrument, warn};
-use website_crd::{READY_CONDITION, Website, WebsiteStatus};
+use website_crd::{Website, WebsiteStatus};
 
+use crate::children::{self, Claim, Conflict};
 use crate::health::Readiness;
 use crate::resources::{self, MANAGED_BY};
 use crate::settings::{ChildConfig, Settings};
-use crate::status::desired_status;
+use crate::status::{desired_status, not_ready_status};
 use crate::{Error, Result};
 
 /// Field manager of every server-side apply the controller makes.
@@ -30,6 +32,10 @@ pub const FIELD_MANAGER: &str = "website-controller";
 /// Reason of `Ready=False` for a Website that breaks the validation rules (possible only when the webhook
 /// was not running when it was stored).
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Reason of `Ready=False` for a Website one of whose children's names is taken by an object it does not control.
+pub const REASON_CHILD_CONFLICT: &str = "ChildConflict";
+/// Longest wait between two attempts of a Website whose children's names are taken.
+pub const CONFLICT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a Website is reconciled when nothing changes, to repair drift that no watch event reports.
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(300);
 
@@ -55,16 +61,44 @@ impl Context {
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<Website>, u32>> {
         self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Counts one more consecutive unsuccessful reconcile of `website` and returns the count.
+    fn count_attempt(&self, website: &Website) -> u32 {
+        let mut failures = self.failures();
+        let n = failures.entry(ObjectRef::from_obj(website)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
 }
 
-fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
+/// The Websites' children, in one namespace.
+struct ChildApis {
+    config_maps: Api<ConfigMap>,
+    network_policies: Api<NetworkPolicy>,
+    deployments: Api<Deployment>,
+    services: Api<Service>,
 }
 
-/// Brings `website`'s Deployment, Service and status in line with its spec.
+impl ChildApis {
+    fn new(client: &Client, namespace: &str) -> Self {
+        Self {
+            config_maps: Api::namespaced(client.clone(), namespace),
+            network_policies: Api::namespaced(client.clone(), namespace),
+            deployments: Api::namespaced(client.clone(), namespace),
+            services: Api::namespaced(client.clone(), namespace),
+        }
+    }
+}
+
+/// Brings `website`'s children and status in line with its spec.
 ///
-/// Children are written by server-side apply with [`FIELD_MANAGER`], so fields someone else changed are put
-/// back, and applying an unchanged object changes nothing. The status is written only when it differs.
+/// The children are its web server ConfigMap, its Deployment, its Service and, when the operator turned it on,
+/// its egress NetworkPolicy. They are created when absent and server-side applied with [`FIELD_MANAGER`] while
+/// this Website controls them (see [`children`]), so fields someone else changed are put back, and applying an
+/// unchanged object changes nothing. When any object of a child's name belongs to someone else, nothing is
+/// written: the Website reports the conflict as `Ready=False` with reason [`REASON_CHILD_CONFLICT`] and in an
+/// event, and tries again with a backoff of at most [`CONFLICT_RETRY_MAX`]. The status is written only when it
+/// differs.
 ///
 /// # Errors
 /// When the API server refuses a read or a write; the controller retries with backoff.
@@ -75,30 +109,68 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     let name = website.name_any();
     if website.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the children through their owner references.
+        ctx.failures().remove(&ObjectRef::from_obj(website.as_ref()));
         return Ok(Action::await_change());
     }
+    let uid = website.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
     let websites: Api<Website> = Api::namespaced(ctx.client.clone(), &namespace);
 
     let violations = website_crd::validate_website(&website);
     if !violations.is_empty() {
         let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         warn!(%message, "not serving an invalid Website");
-        let status = invalid_status(&website, &message);
+        let status = not_ready_status(&website, REASON_INVALID_SPEC, &message, Time(Timestamp::now()));
         write_status(&websites, &website, status).await?;
         publish(&ctx, &website, EventType::Warning, REASON_INVALID_SPEC, message).await;
         return Ok(Action::await_change());
     }
 
+    let apis = ChildApis::new(&ctx.client, &namespace);
+    let web_config = resources::web_config(&website, &ctx.config)?;
     let deployment = resources::deployment(&website, &ctx.config)?;
-    let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &apply_params(), &Patch::Apply(&deployment))
-        .await
-        .map_err(|source| Error::Apply { kind: "Deployment", source })?;
     let service = resources::service(&website)?;
-    Api::<Service>::namespaced(ctx.client.clone(), &namespace)
-        .patch(&name, &apply_params(), &Patch::Apply(&service))
-        .await
-        .map_err(|source| Error::Apply { kind: "Service", source })?;
+    let policy =
+        ctx.config.egress_network_policy.then(|| resources::network_policy(&website, &ctx.config)).transpose()?;
+
+    // Read every child first: while any of them belongs to someone else, the Website writes none of them.
+    let config_claim = children::claim(&apis.config_maps, &web_config.name_any(), &uid).await?;
+    let policy_claim = match &policy {
+        Some(p) => Some(children::claim(&apis.network_policies, &p.name_any(), &uid).await?),
+        None => None,
+    };
+    let deployment_claim = children::claim(&apis.deployments, &name, &uid).await?;
+    let service_claim = children::claim(&apis.services, &name, &uid).await?;
+    let foreign: Vec<Conflict> = [
+        foreign(&config_claim),
+        policy_claim.as_ref().and_then(foreign),
+        foreign(&deployment_claim),
+        foreign(&service_claim),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !foreign.is_empty() {
+        return report_conflicts(&ctx, &websites, &website, &foreign).await;
+    }
+
+    // The configuration first: the pods mount it.
+    if let Err(conflict) = children::write(&apis.config_maps, config_claim, &web_config).await? {
+        return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+    }
+    // Turning the policy off later leaves existing policies in place (the README says how to remove them): the
+    // controller then needs no access to NetworkPolicies at all.
+    if let (Some(policy), Some(claim)) = (policy, policy_claim)
+        && let Err(conflict) = children::write(&apis.network_policies, claim, &policy).await?
+    {
+        return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+    }
+    let deployment = match children::write(&apis.deployments, deployment_claim, &deployment).await? {
+        Ok(deployment) => deployment,
+        Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
+    };
+    if let Err(conflict) = children::write(&apis.services, service_claim, &service).await? {
+        return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+    }
 
     let url = resources::url(&website, &ctx.config);
     let status = desired_status(&website, Some(&deployment), url, Time(Timestamp::now()));
@@ -113,31 +185,35 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     Ok(Action::requeue(RESYNC_PERIOD))
 }
 
+fn foreign<K>(claim: &Claim<K>) -> Option<Conflict> {
+    match claim {
+        Claim::Foreign(conflict) => Some(conflict.clone()),
+        _ => None,
+    }
+}
+
+/// Reports objects in the way as `Ready=False` and as a Warning event, and retries soon: the conflict may resolve
+/// by itself (an older Website's children being garbage collected) or by someone deleting the object.
+async fn report_conflicts(
+    ctx: &Context,
+    websites: &Api<Website>,
+    website: &Website,
+    conflicts: &[Conflict],
+) -> Result<Action> {
+    let message = conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let attempt = ctx.count_attempt(website);
+    let delay = conflict_backoff(attempt);
+    warn!(%message, attempt, retry_in_seconds = delay.as_secs(), "not writing children that are not the Website's own");
+    let status = not_ready_status(website, REASON_CHILD_CONFLICT, &message, Time(Timestamp::now()));
+    write_status(websites, website, status).await?;
+    publish(ctx, website, EventType::Warning, REASON_CHILD_CONFLICT, message).await;
+    Ok(Action::requeue(delay))
+}
+
 fn transitioned_to(website: &Website, status: &WebsiteStatus, to: &str) -> bool {
     let before = website.status.as_ref().and_then(WebsiteStatus::ready_condition).map(|c| c.status.as_str());
     let after = status.ready_condition().map(|c| c.status.as_str());
     after == Some(to) && before != Some(to)
-}
-
-fn invalid_status(website: &Website, message: &str) -> WebsiteStatus {
-    let previous = website.status.as_ref().and_then(WebsiteStatus::ready_condition);
-    let unchanged =
-        previous.is_some_and(|c| c.status == "False" && c.reason == REASON_INVALID_SPEC && c.message == message);
-    WebsiteStatus {
-        observed_generation: website.metadata.generation,
-        conditions: vec![Condition {
-            type_: READY_CONDITION.into(),
-            status: "False".into(),
-            reason: REASON_INVALID_SPEC.into(),
-            message: message.to_owned(),
-            observed_generation: website.metadata.generation,
-            last_transition_time: match previous {
-                Some(c) if unchanged => c.last_transition_time.clone(),
-                _ => Time(Timestamp::now()),
-            },
-        }],
-        ..website.status.clone().unwrap_or_default()
-    }
 }
 
 /// Writes `status` when it differs from what the Website has. Returns whether it wrote.
@@ -150,7 +226,7 @@ async fn write_status(api: &Api<Website>, website: &Website, status: WebsiteStat
         "kind": Website::kind(&()),
         "status": status,
     });
-    api.patch_status(&website.name_any(), &apply_params(), &Patch::Apply(&patch))
+    api.patch_status(&website.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| Error::Apply { kind: "Website status", source })?;
     Ok(true)
@@ -163,6 +239,11 @@ async fn publish(ctx: &Context, website: &Website, type_: EventType, reason: &st
     }
 }
 
+/// Retry delay after the `attempt`-th consecutive conflict: 5 s, doubling, at most [`CONFLICT_RETRY_MAX`].
+pub fn conflict_backoff(attempt: u32) -> Duration {
+    backoff(attempt).min(CONFLICT_RETRY_MAX)
+}
+
 /// Backoff after the `attempt`-th consecutive failure: 5 s, doubling, at most 5 minutes.
 pub fn backoff(attempt: u32) -> Duration {
     let secs = 5u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(6));
@@ -171,12 +252,7 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// Logs a failed reconcile, records a Warning event, and retries with exponential backoff.
 pub fn error_policy(website: Arc<Website>, error: &Error, ctx: Arc<Context>) -> Action {
-    let attempt = {
-        let mut failures = ctx.failures();
-        let n = failures.entry(ObjectRef::from_obj(website.as_ref())).or_insert(0);
-        *n += 1;
-        *n
-    };
+    let attempt = ctx.count_attempt(&website);
     let delay = backoff(attempt);
     warn!(
         namespace = website.namespace().as_deref(), name = %website.name_any(), %error, attempt,
@@ -192,21 +268,29 @@ pub fn error_policy(website: Arc<Website>, error: &Error, ctx: Arc<Context>) -> 
 /// # Errors
 /// When the Website CRD is not installed or the API server cannot be reached at start.
 pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> Result<()> {
-    let (websites, deployments, services): (Api<Website>, Api<Deployment>, Api<Service>) = match &settings.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone())),
-    };
+    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let ns = settings.namespace.as_deref();
+    let websites: Api<Website> = api(&client, ns);
     websites.list(&ListParams::default().limit(1)).await.map_err(Error::CrdNotReady)?;
+    // Only the children the controller labelled: it never watches objects it does not own.
     let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    let controller = Controller::new(websites, watcher::Config::default())
-        .owns(deployments, children.clone())
-        .owns(services, children)
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-        .shutdown_on_signal();
+    let mut controller = Controller::new(websites, watcher::Config::default())
+        .owns(api::<ConfigMap>(&client, ns), children.clone())
+        .owns(api::<Deployment>(&client, ns), children.clone())
+        .owns(api::<Service>(&client, ns), children.clone());
+    if settings.children.egress_network_policy {
+        controller = controller.owns(api::<NetworkPolicy>(&client, ns), children);
+    }
+    let controller =
+        controller.with_config(ControllerConfig::default().concurrency(settings.concurrency)).shutdown_on_signal();
     let store = controller.store();
     tokio::spawn(async move {
         // The store's readiness signal wakes only the last task that polled it, and the controller itself
@@ -246,5 +330,11 @@ mod tests {
         let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn conflicts_are_retried_at_least_every_thirty_seconds() {
+        let secs: Vec<u64> = (1..=6).map(|n| conflict_backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 30, 30, 30]);
     }
 }

@@ -1,17 +1,26 @@
-//! The children of a `Website`: pure builders for its Deployment and Service.
+//! The children of a `Website`: pure builders for its Deployment, Service, web server ConfigMap and, when the
+//! operator asks for it, egress NetworkPolicy.
 //!
 //! The pod runs two containers sharing one `emptyDir` volume: git-sync clones `spec.gitRepo` at `spec.ref`
-//! every `spec.syncIntervalSeconds` and publishes each checkout through a symbolic link, and the web server
-//! serves that link's target. Both run as non-root users with read-only root file systems and no
-//! capabilities.
+//! every `spec.syncIntervalSeconds`, without submodules, and publishes each checkout through a symbolic link, and
+//! the web server serves that link's target. Both run as non-root users with read-only root file systems and no
+//! capabilities, and every volume and container has a storage bound.
+//!
+//! git-sync v4 keeps the repository's `.git` directory at the root of the volume and each checkout under
+//! `.worktrees/<hash>`, whose own `.git` is a file. The web server's configuration ([`web_server_config`])
+//! therefore follows no symbolic link below the document root and serves no path with a `.git` component: a
+//! repository cannot publish its own `.git`, nor anything outside the published checkout.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -33,9 +42,23 @@ pub const GIT_SYNC_CONTAINER: &str = "git-sync";
 /// Where git-sync keeps its checkouts inside its own container.
 pub const GIT_SYNC_ROOT: &str = "/git";
 
+/// Key of the web server's configuration in its ConfigMap: the file name inside the configuration directory.
+pub const WEB_CONFIG_KEY: &str = "default.conf";
+/// TCP ports git reaches remotes on: ssh, http, https and the git protocol.
+pub const GIT_PORTS: [i32; 4] = [22, 80, 443, 9418];
+/// Ranges a Website's pods never reach when the egress NetworkPolicy is on: loopback and link-local (cloud
+/// metadata services live at 169.254.169.254 and fd00:ec2::254 is reached through fe80::/10 neighbours).
+pub const ALWAYS_DENIED_CIDRS: [&str; 4] = ["127.0.0.0/8", "169.254.0.0/16", "::1/128", "fe80::/10"];
+
 const CONTENT_VOLUME: &str = "content";
+const WEB_CONFIG_VOLUME: &str = "web-config";
 const WEB_TMP_VOLUME: &str = "web-tmp";
 const GIT_SYNC_TMP_VOLUME: &str = "git-sync-tmp";
+
+/// Name of the ConfigMap that holds a Website's web server configuration.
+pub fn web_config_name(website: &Website) -> String {
+    format!("{}-web", website.name_any())
+}
 
 /// Labels that select a Website's pods. They never change for the life of the Website, as a Deployment's
 /// selector is immutable.
@@ -62,8 +85,12 @@ fn owner_reference(website: &Website) -> Result<OwnerReference> {
 }
 
 fn child_metadata(website: &Website) -> Result<ObjectMeta> {
+    named_child_metadata(website, website.name_any())
+}
+
+fn named_child_metadata(website: &Website, name: String) -> Result<ObjectMeta> {
     Ok(ObjectMeta {
-        name: Some(website.name_any()),
+        name: Some(name),
         namespace: Some(website.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?),
         labels: Some(labels(website)),
         owner_references: Some(vec![owner_reference(website)?]),
@@ -91,13 +118,18 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+fn resources(cpu: &str, memory: &str, memory_limit: &str, config: &ChildConfig) -> ResourceRequirements {
+    let quantity = |q: &str| Quantity(q.to_owned());
     ResourceRequirements {
         requests: Some(BTreeMap::from([
-            ("cpu".to_owned(), Quantity(cpu.into())),
-            ("memory".to_owned(), Quantity(memory.into())),
+            ("cpu".to_owned(), quantity(cpu)),
+            ("memory".to_owned(), quantity(memory)),
+            ("ephemeral-storage".to_owned(), quantity(&config.ephemeral_storage_request)),
         ])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), Quantity(memory_limit.into()))])),
+        limits: Some(BTreeMap::from([
+            ("memory".to_owned(), quantity(memory_limit)),
+            ("ephemeral-storage".to_owned(), quantity(&config.ephemeral_storage_limit)),
+        ])),
         ..ResourceRequirements::default()
     }
 }
@@ -132,9 +164,10 @@ fn web_container(config: &ChildConfig) -> Container {
         readiness_probe: Some(readiness),
         liveness_probe: Some(liveness),
         security_context: Some(restricted_security_context(config.web_run_as_user)),
-        resources: Some(resources("10m", "16Mi", "64Mi")),
+        resources: Some(resources("10m", "16Mi", "64Mi", config)),
         volume_mounts: Some(vec![
             mount(CONTENT_VOLUME, config.web_content_dir(), true),
+            mount(WEB_CONFIG_VOLUME, &config.web_config_dir, true),
             // nginx writes its pid and temporary files here; the root file system is read-only.
             mount(WEB_TMP_VOLUME, "/tmp", false),
         ]),
@@ -150,6 +183,8 @@ fn git_sync_container(spec: &EffectiveSpec, config: &ChildConfig) -> Container {
         format!("--link={}", config.link_name()),
         format!("--period={}s", spec.sync_interval_seconds),
         "--depth=1".to_owned(),
+        // A repository's .gitmodules may name any URL, which no rule here checks: never follow it.
+        "--submodules=off".to_owned(),
         // Keep retrying a failing remote instead of crash-looping: the web server keeps serving the last
         // good checkout.
         "--max-failures=-1".to_owned(),
@@ -161,7 +196,7 @@ fn git_sync_container(spec: &EffectiveSpec, config: &ChildConfig) -> Container {
         args: Some(args),
         env: Some(vec![EnvVar { name: "HOME".into(), value: Some("/tmp".into()), ..EnvVar::default() }]),
         security_context: Some(restricted_security_context(config.git_sync_run_as_user)),
-        resources: Some(resources("10m", "32Mi", "256Mi")),
+        resources: Some(resources("10m", "32Mi", "256Mi", config)),
         volume_mounts: Some(vec![
             mount(CONTENT_VOLUME, GIT_SYNC_ROOT, false),
             mount(GIT_SYNC_TMP_VOLUME, "/tmp", false),
@@ -170,8 +205,98 @@ fn git_sync_container(spec: &EffectiveSpec, config: &ChildConfig) -> Container {
     }
 }
 
-fn empty_dir(name: &str) -> Volume {
-    Volume { name: name.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
+fn empty_dir(name: &str, size_limit: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(size_limit.to_owned())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The web server's server block: it serves the checkout git-sync publishes at the document root, and nothing else.
+///
+/// - `disable_symlinks on from=$document_root` follows the document root itself (git-sync's link to the current
+///   worktree) but no symbolic link below it, so a link in the repository cannot reach the repository's `.git`,
+///   an older worktree or a file of the container;
+/// - no path with a `.git` component is served (each worktree's `.git` file names the repository's location);
+/// - no directory listings, no version in headers.
+pub fn web_server_config(config: &ChildConfig) -> String {
+    format!(
+        "# Written by website-controller: serves the published checkout and nothing else.\n\
+         server {{\n\
+         \x20   listen {port};\n\
+         \x20   server_name _;\n\
+         \x20   server_tokens off;\n\
+         \x20   autoindex off;\n\
+         \x20   root {root};\n\
+         \x20   # The document root is git-sync's link to the current worktree: follow it, and no link below it.\n\
+         \x20   disable_symlinks on from=$document_root;\n\
+         \x20   location ~ (^|/)\\.git(/|$) {{\n\
+         \x20       return 404;\n\
+         \x20   }}\n\
+         \x20   location / {{\n\
+         \x20       index index.html index.htm;\n\
+         \x20   }}\n\
+         }}\n",
+        port = config.web_port,
+        root = config.web_document_root,
+    )
+}
+
+/// The ConfigMap holding `website`'s web server configuration ([`web_server_config`]).
+///
+/// # Errors
+/// When the Website lacks a namespace or uid (it was not read from the API server).
+pub fn web_config(website: &Website, config: &ChildConfig) -> Result<ConfigMap> {
+    Ok(ConfigMap {
+        metadata: named_child_metadata(website, web_config_name(website))?,
+        data: Some(BTreeMap::from([(WEB_CONFIG_KEY.to_owned(), web_server_config(config))])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The egress NetworkPolicy of `website`'s pods: DNS anywhere, and git's ports anywhere but loopback, link-local
+/// and the operator's denied ranges. Host names can resolve to any address, so this, and not the gitRepo rules,
+/// is what keeps a repository URL from reaching the cluster's own services.
+///
+/// # Errors
+/// When the Website lacks a namespace or uid (it was not read from the API server).
+pub fn network_policy(website: &Website, config: &ChildConfig) -> Result<NetworkPolicy> {
+    let spec = EffectiveSpec::from(&website.spec);
+    let port = |protocol: &str, port: i32| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(port)),
+        ..NetworkPolicyPort::default()
+    };
+    let git_ports: Vec<i32> = GIT_PORTS.to_vec(); // PORT-PLACEHOLDER
+    let _ = &spec;
+    let denied = ALWAYS_DENIED_CIDRS.iter().map(|c| (*c).to_owned()).chain(config.egress_denied_cidrs.iter().cloned());
+    let (denied_v6, denied_v4): (Vec<String>, Vec<String>) = denied.partition(|c| c.contains(':'));
+    let block = |cidr: &str, except: Vec<String>| NetworkPolicyPeer {
+        ip_block: Some(IPBlock { cidr: cidr.into(), except: Some(except) }),
+        ..NetworkPolicyPeer::default()
+    };
+    Ok(NetworkPolicy {
+        metadata: child_metadata(website)?,
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(website)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(vec![
+                NetworkPolicyEgressRule { ports: Some(vec![port("UDP", 53), port("TCP", 53)]), to: None },
+                NetworkPolicyEgressRule {
+                    ports: Some(git_ports.into_iter().map(|p| port("TCP", p)).collect()),
+                    to: Some(vec![block("0.0.0.0/0", denied_v4), block("::/0", denied_v6)]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    })
 }
 
 /// The Deployment that serves `website`.
@@ -191,9 +316,17 @@ pub fn deployment(website: &Website, config: &ChildConfig) -> Result<Deployment>
                 spec: Some(PodSpec {
                     containers: vec![web_container(config), git_sync_container(&spec, config)],
                     volumes: Some(vec![
-                        empty_dir(CONTENT_VOLUME),
-                        empty_dir(WEB_TMP_VOLUME),
-                        empty_dir(GIT_SYNC_TMP_VOLUME),
+                        empty_dir(CONTENT_VOLUME, &config.content_size_limit),
+                        Volume {
+                            name: WEB_CONFIG_VOLUME.into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: web_config_name(website),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        empty_dir(WEB_TMP_VOLUME, &config.tmp_size_limit),
+                        empty_dir(GIT_SYNC_TMP_VOLUME, &config.tmp_size_limit),
                     ]),
                     // The pods call no Kubernetes API.
                     automount_service_account_token: Some(false),
@@ -303,6 +436,7 @@ mod tests {
                 "--link=html",
                 "--period=300s",
                 "--depth=1",
+                "--submodules=off",
                 "--max-failures=-1"
             ]
         );
@@ -354,6 +488,128 @@ mod tests {
         assert_eq!(
             pod.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref()).map(|p| p.type_.as_str()),
             Some("RuntimeDefault")
+        );
+    }
+
+    #[test]
+    fn every_volume_and_container_has_a_storage_bound_from_the_configuration() {
+        let config = ChildConfig {
+            content_size_limit: "2Gi".into(),
+            tmp_size_limit: "32Mi".into(),
+            ephemeral_storage_request: "100Mi".into(),
+            ephemeral_storage_limit: "3Gi".into(),
+            ..ChildConfig::default()
+        };
+        let d = deployment(&website(spec()), &config).expect("builds");
+        let pod = pod_spec(&d);
+        let limits: BTreeMap<String, Option<String>> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.empty_dir.as_ref().map(|e| (v.name.clone(), e.size_limit.clone().map(|q| q.0))))
+            .collect();
+        assert_eq!(
+            limits,
+            BTreeMap::from([
+                (CONTENT_VOLUME.to_owned(), Some("2Gi".to_owned())),
+                (WEB_TMP_VOLUME.to_owned(), Some("32Mi".to_owned())),
+                (GIT_SYNC_TMP_VOLUME.to_owned(), Some("32Mi".to_owned())),
+            ])
+        );
+        for c in &pod.containers {
+            let r = c.resources.as_ref().expect("resources");
+            let get = |m: &Option<BTreeMap<String, Quantity>>| {
+                m.as_ref().and_then(|m| m.get("ephemeral-storage")).map(|q| q.0.clone())
+            };
+            assert_eq!(get(&r.requests).as_deref(), Some("100Mi"), "{}", c.name);
+            assert_eq!(get(&r.limits).as_deref(), Some("3Gi"), "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn the_web_server_gets_the_generated_configuration_read_only() {
+        let w = website(spec());
+        let config = ChildConfig::default();
+        let d = deployment(&w, &config).expect("builds");
+        let volume = pod_spec(&d).volumes.iter().flatten().find(|v| v.name == WEB_CONFIG_VOLUME).expect("volume");
+        assert_eq!(volume.config_map.as_ref().map(|c| c.name.as_str()), Some("kubia-web"));
+        let web = container(&d, WEB_CONTAINER);
+        let m = web.volume_mounts.iter().flatten().find(|m| m.name == WEB_CONFIG_VOLUME).expect("mount");
+        assert_eq!((m.mount_path.as_str(), m.read_only), ("/etc/nginx/conf.d", Some(true)));
+        let git_sync = container(&d, GIT_SYNC_CONTAINER);
+        assert!(git_sync.volume_mounts.iter().flatten().all(|m| m.name != WEB_CONFIG_VOLUME));
+
+        let cm = web_config(&w, &config).expect("builds");
+        assert_eq!(cm.metadata.name.as_deref(), Some("kubia-web"));
+        assert_eq!(cm.metadata.owner_references.expect("owner")[0].controller, Some(true));
+        let text = cm.data.expect("data").remove(WEB_CONFIG_KEY).expect("default.conf");
+        assert_eq!(text, web_server_config(&config));
+    }
+
+    #[test]
+    fn the_web_server_configuration_serves_the_checkout_only() {
+        let config =
+            ChildConfig { web_port: 8088, web_document_root: "/srv/site/html".into(), ..ChildConfig::default() };
+        let text = web_server_config(&config);
+        for line in [
+            "listen 8088;",
+            "root /srv/site/html;",
+            "disable_symlinks on from=$document_root;",
+            "location ~ (^|/)\\.git(/|$) {",
+            "return 404;",
+            "autoindex off;",
+        ] {
+            assert!(text.lines().any(|l| l.trim() == line), "{line:?} missing from:\n{text}");
+        }
+        assert_eq!(text.matches('{').count(), text.matches('}').count(), "balanced blocks:\n{text}");
+    }
+
+    #[test]
+    fn the_egress_policy_allows_dns_and_git_ports_and_denies_local_and_configured_ranges() {
+        let config = ChildConfig {
+            egress_denied_cidrs: vec!["10.244.0.0/16".into(), "fd00:10::/64".into()],
+            ..ChildConfig::default()
+        };
+        let w = website(spec());
+        let p = network_policy(&w, &config).expect("builds");
+        assert_eq!(p.metadata.name.as_deref(), Some("kubia"));
+        assert_eq!(p.metadata.owner_references.expect("owner")[0].controller, Some(true));
+        let spec = p.spec.expect("spec");
+        assert_eq!(spec.pod_selector.and_then(|s| s.match_labels), Some(selector_labels(&w)));
+        assert_eq!(spec.policy_types.as_deref(), Some(&["Egress".to_owned()][..]));
+        assert!(spec.ingress.is_none(), "ingress to the web server stays open");
+        let egress = spec.egress.expect("egress");
+        assert_eq!(egress.len(), 2);
+        let ports = |i: usize| -> Vec<(String, i32)> {
+            egress[i]
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    let port = match p.port {
+                        Some(IntOrString::Int(n)) => n,
+                        _ => 0,
+                    };
+                    (p.protocol.clone().unwrap_or_default(), port)
+                })
+                .collect()
+        };
+        assert_eq!(ports(0), [("UDP".to_owned(), 53), ("TCP".to_owned(), 53)]);
+        assert!(egress[0].to.is_none(), "DNS anywhere");
+        assert_eq!(ports(1), GIT_PORTS.iter().map(|p| ("TCP".to_owned(), *p)).collect::<Vec<_>>());
+        let blocks: Vec<(String, Vec<String>)> = egress[1]
+            .to
+            .iter()
+            .flatten()
+            .filter_map(|peer| peer.ip_block.clone())
+            .map(|b| (b.cidr, b.except.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                ("0.0.0.0/0".to_owned(), vec!["127.0.0.0/8".into(), "169.254.0.0/16".into(), "10.244.0.0/16".into()]),
+                ("::/0".to_owned(), vec!["::1/128".into(), "fe80::/10".into(), "fd00:10::/64".into()]),
+            ]
         );
     }
 

@@ -73,6 +73,39 @@ pub struct ChildConfig {
     /// DNS domain of the cluster, used in the URL reported in status.
     #[arg(long, env = "WEBSITE_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+
+    /// Directory of the web server's server-block configuration. The controller mounts its own
+    /// configuration there (a ConfigMap per Website), which serves the published checkout only.
+    #[arg(long, env = "WEBSITE_WEB_CONFIG_DIR", default_value = "/etc/nginx/conf.d", value_parser = parse_absolute_dir)]
+    pub web_config_dir: String,
+
+    /// `sizeLimit` of the volume that holds the repository and its checkouts.
+    #[arg(long, env = "WEBSITE_CONTENT_SIZE_LIMIT", default_value = "512Mi", value_parser = parse_quantity)]
+    pub content_size_limit: String,
+
+    /// `sizeLimit` of each container's `/tmp` volume.
+    #[arg(long, env = "WEBSITE_TMP_SIZE_LIMIT", default_value = "64Mi", value_parser = parse_quantity)]
+    pub tmp_size_limit: String,
+
+    /// Ephemeral-storage request of each container.
+    #[arg(long, env = "WEBSITE_EPHEMERAL_STORAGE_REQUEST", default_value = "64Mi", value_parser = parse_quantity)]
+    pub ephemeral_storage_request: String,
+
+    /// Ephemeral-storage limit of each container. The pod's emptyDirs count against the sum of its containers'
+    /// limits, so keep it above the content size limit.
+    #[arg(long, env = "WEBSITE_EPHEMERAL_STORAGE_LIMIT", default_value = "1Gi", value_parser = parse_quantity)]
+    pub ephemeral_storage_limit: String,
+
+    /// Give each Website an egress NetworkPolicy: its pods may reach DNS and git's ports (22, 80, 443, 9418), and
+    /// nothing in link-local, loopback or --egress-denied-cidrs.
+    #[arg(long, env = "WEBSITE_EGRESS_NETWORK_POLICY", default_value_t = false)]
+    pub egress_network_policy: bool,
+
+    /// Address ranges a Website's pods may never reach when --egress-network-policy is on, comma-separated,
+    /// e.g. the cluster's pod and Service ranges (`10.244.0.0/16,10.96.0.0/12`). Link-local and loopback are
+    /// always denied.
+    #[arg(long, env = "WEBSITE_EGRESS_DENIED_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub egress_denied_cidrs: Vec<String>,
 }
 
 impl Default for ChildConfig {
@@ -86,6 +119,13 @@ impl Default for ChildConfig {
             git_sync_run_as_user: 65533,
             image_pull_policy: None,
             cluster_domain: "cluster.local".into(),
+            web_config_dir: "/etc/nginx/conf.d".into(),
+            content_size_limit: "512Mi".into(),
+            tmp_size_limit: "64Mi".into(),
+            ephemeral_storage_request: "64Mi".into(),
+            ephemeral_storage_limit: "1Gi".into(),
+            egress_network_policy: false,
+            egress_denied_cidrs: Vec::new(),
         }
     }
 }
@@ -116,6 +156,41 @@ fn parse_document_root(s: &str) -> Result<String, String> {
         Ok(trimmed.to_owned())
     } else {
         Err(format!("{s:?} must be an absolute path with a parent directory, such as /usr/share/nginx/html"))
+    }
+}
+
+fn parse_absolute_dir(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_end_matches('/');
+    if trimmed.starts_with('/') && trimmed.len() > 1 && !trimmed.split('/').any(|c| c == "..") {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(format!("{s:?} must be an absolute directory other than /, such as /etc/nginx/conf.d"))
+    }
+}
+
+/// A Kubernetes quantity of bytes in its plain forms: digits with an optional binary (`Ki` … `Ei`) or decimal
+/// (`k`, `M` … `E`) suffix, e.g. `512Mi`.
+fn parse_quantity(s: &str) -> Result<String, String> {
+    const SUFFIXES: [&str; 13] = ["", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let digits = s.chars().take_while(char::is_ascii_digit).count();
+    let ok = digits > 0 && digits <= 18 && SUFFIXES.contains(&&s[digits..]);
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a quantity of bytes; accepted: digits with an optional suffix such as 64Mi or 1Gi"))
+    }
+}
+
+/// An IPv4 or IPv6 range in CIDR notation, e.g. `10.96.0.0/12`.
+fn parse_cidr(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not an address range; accepted: CIDR notation such as 10.96.0.0/12 or fd00::/8");
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max && prefix.chars().all(|c| c.is_ascii_digit()) => Ok(s.to_owned()),
+        _ => Err(bad()),
     }
 }
 
@@ -152,6 +227,33 @@ mod tests {
             assert!(parse_document_root(bad).is_err(), "{bad} accepted");
         }
         assert_eq!(parse_document_root("/srv/www/site/").as_deref(), Ok("/srv/www/site"));
+    }
+
+    #[test]
+    fn storage_quantities_and_cidrs_are_checked_by_the_parser() {
+        for ok in ["64Mi", "1Gi", "500M", "1048576"] {
+            assert_eq!(parse_quantity(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "Mi", "1.5Gi", "64MB", "-1Gi", "1 Gi"] {
+            let err = parse_quantity(bad).expect_err(bad);
+            assert!(err.contains("64Mi"), "{err}");
+        }
+        for ok in ["10.96.0.0/12", "fd00::/8", "0.0.0.0/0"] {
+            assert_eq!(parse_cidr(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["10.96.0.0", "10.96.0.0/33", "fd00::/129", "cluster/8", "10.0.0.0/+8"] {
+            assert!(parse_cidr(bad).is_err(), "{bad} accepted");
+        }
+        let s = Settings::try_parse_from([
+            "website-controller",
+            "--egress-network-policy",
+            "--egress-denied-cidrs=10.244.0.0/16,10.96.0.0/12",
+        ])
+        .expect("parses");
+        assert!(s.children.egress_network_policy);
+        assert_eq!(s.children.egress_denied_cidrs, ["10.244.0.0/16", "10.96.0.0/12"]);
+        let err = Settings::try_parse_from(["website-controller", "--content-size-limit=lots"]).expect_err("refused");
+        assert!(err.to_string().contains("not a quantity of bytes"), "{err}");
     }
 
     #[test]

@@ -56,6 +56,29 @@ pub fn desired_status(website: &Website, deployment: Option<&Deployment>, url: S
     }
 }
 
+/// A `Ready=False` status with `reason` and `message`, for a Website that is not served at all (an invalid spec, or
+/// children whose names are taken). Everything else the status said stays; an unchanged condition keeps its
+/// transition time, so that reporting the same problem again writes nothing.
+pub fn not_ready_status(website: &Website, reason: &str, message: &str, now: Time) -> WebsiteStatus {
+    let previous = website.status.as_ref().and_then(WebsiteStatus::ready_condition);
+    let last_transition_time = match previous {
+        Some(c) if c.status == "False" => c.last_transition_time.clone(),
+        _ => now,
+    };
+    WebsiteStatus {
+        observed_generation: website.metadata.generation,
+        conditions: vec![Condition {
+            type_: READY_CONDITION.into(),
+            status: "False".into(),
+            reason: reason.into(),
+            message: message.to_owned(),
+            observed_generation: website.metadata.generation,
+            last_transition_time,
+        }],
+        ..website.status.clone().unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +148,20 @@ mod tests {
         // The Deployment has not been updated to the new replica count yet.
         let s = desired_status(&website(3, 2), Some(&deployment(1, Some(1), 1, Some(1))), "u".into(), time(10));
         assert_eq!(ready(&s), ("False", REASON_ROLLOUT_PENDING));
+    }
+
+    #[test]
+    fn not_ready_statuses_keep_the_rest_and_an_unchanged_transition_time() {
+        let mut w = website(1, 4);
+        w.status = Some(desired_status(&w, Some(&deployment(1, Some(1), 1, Some(1))), "u".into(), time(10)));
+        let conflict = not_ready_status(&w, "ChildConflict", "Service \"kubia\" already exists", time(20));
+        assert_eq!(ready(&conflict), ("False", "ChildConflict"));
+        assert_eq!(conflict.url.as_deref(), Some("u"));
+        assert_eq!(conflict.observed_generation, Some(4));
+        assert_eq!(conflict.ready_condition().map(|c| c.last_transition_time.clone()), Some(time(20)));
+        w.status = Some(conflict.clone());
+        let again = not_ready_status(&w, "ChildConflict", "Service \"kubia\" already exists", time(30));
+        assert_eq!(again, conflict, "reporting the same conflict again gives the same object");
     }
 
     #[test]

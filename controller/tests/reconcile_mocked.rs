@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
@@ -38,8 +37,24 @@ fn context() -> (Arc<Context>, ApiHandle) {
 // Each test keeps its `Context` (and with it the client) alive until the end, so that "no further request"
 // shows as a pending `next_request` rather than a closed channel.
 
-/// Takes the next request, checks its method and path, answers with `reply`, and returns the JSON body.
+/// Takes the next request, checks its method and path, answers with `reply`, and returns the query and JSON body.
 async fn expect(handle: &mut ApiHandle, method: Method, path: &str, reply: Value) -> (String, Value) {
+    answer(handle, method, path, 200, reply).await
+}
+
+/// Like [`expect`], answering with HTTP `code` and a `Status` of that code.
+async fn expect_failure(handle: &mut ApiHandle, method: Method, path: &str, code: u16) -> (String, Value) {
+    let reason = match code {
+        404 => "NotFound",
+        409 => "AlreadyExists",
+        _ => "Forbidden",
+    };
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": format!("the server says {reason}"), "reason": reason, "code": code});
+    answer(handle, method, path, code, status).await
+}
+
+async fn answer(handle: &mut ApiHandle, method: Method, path: &str, code: u16, reply: Value) -> (String, Value) {
     let (request, send) = handle.next_request().await.expect("the reconciler made another request");
     assert_eq!(request.method(), method, "{}", request.uri());
     assert_eq!(request.uri().path(), path);
@@ -47,9 +62,32 @@ async fn expect(handle: &mut ApiHandle, method: Method, path: &str, reply: Value
     let bytes = request.into_body().collect_bytes().await.expect("request body");
     let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
     send.send_response(
-        Response::builder().body(Body::from(serde_json::to_vec(&reply).expect("reply"))).expect("response"),
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&reply).expect("reply")))
+            .expect("response"),
     );
     (query, body)
+}
+
+const CONFIG_MAP: &str = "/api/v1/namespaces/shop/configmaps/kubia-web";
+const CONFIG_MAPS: &str = "/api/v1/namespaces/shop/configmaps";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/kubia";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/shop/deployments";
+const SERVICE: &str = "/api/v1/namespaces/shop/services/kubia";
+const SERVICES: &str = "/api/v1/namespaces/shop/services";
+const NETWORK_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/kubia";
+const STATUS: &str = "/apis/extensions.example.com/v1/namespaces/shop/websites/kubia/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+
+/// The uid the API server gave a child.
+const CHILD_UID: &str = "0c1d2e3f-0000-4000-8000-00000000c41d";
+
+/// `object` as the API server holds it: with a uid, and with the owner references it was given.
+fn stored<K: serde::Serialize>(object: &K) -> Value {
+    let mut value = serde_json::to_value(object).expect("json");
+    value["metadata"]["uid"] = json!(CHILD_UID);
+    value
 }
 
 /// Runs `reconcile`, failing instead of hanging when it waits for an answer to a request no test expected.
@@ -64,6 +102,10 @@ fn assert_apply(query: &str) {
     assert!(query.contains("force=true"), "{query}");
 }
 
+fn assert_create(query: &str) {
+    assert!(query.contains(&format!("fieldManager={FIELD_MANAGER}")), "{query}");
+    assert!(!query.contains("force"), "{query}");
+}
 /// The Deployment the API server answers with: as applied, with a status.
 fn served_deployment(website: &Website, available: i32) -> Deployment {
     let mut d = resources::deployment(website, &ChildConfig::default()).expect("builds");
@@ -77,40 +119,30 @@ fn served_deployment(website: &Website, available: i32) -> Deployment {
 }
 
 #[tokio::test]
-async fn a_new_website_gets_its_deployment_service_and_status_applied_in_that_order() {
+async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_status() {
     let (ctx, mut handle) = context();
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let served = served_deployment(&w, 0);
-    let want_deployment =
-        serde_json::to_value(resources::deployment(&w, &ChildConfig::default()).expect("builds")).expect("json");
+    let config = ChildConfig::default();
+    let want_config_map = serde_json::to_value(resources::web_config(&w, &config).expect("builds")).expect("json");
+    let want_deployment = serde_json::to_value(resources::deployment(&w, &config).expect("builds")).expect("json");
     let want_service = serde_json::to_value(resources::service(&w).expect("builds")).expect("json");
-    let stored = serde_json::to_value(&w).expect("json");
+    let stored_website = serde_json::to_value(&w).expect("json");
     let server = tokio::spawn(async move {
-        let (q, body) = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/apps/v1/namespaces/shop/deployments/kubia",
-            serde_json::to_value(&served).expect("json"),
-        )
-        .await;
-        assert_apply(&q);
+        for path in [CONFIG_MAP, DEPLOYMENT, SERVICE] {
+            expect_failure(&mut handle, Method::GET, path, 404).await;
+        }
+        // Absent children are created with a POST, which never changes an object created in between.
+        let (q, body) = expect(&mut handle, Method::POST, CONFIG_MAPS, want_config_map.clone()).await;
+        assert_create(&q);
+        assert_eq!(body, want_config_map);
+        let (q, body) = expect(&mut handle, Method::POST, DEPLOYMENTS, stored(&served)).await;
+        assert_create(&q);
         assert_eq!(body, want_deployment);
-        let (q, body) = expect(
-            &mut handle,
-            Method::PATCH,
-            "/api/v1/namespaces/shop/services/kubia",
-            serde_json::to_value(Service::default()).expect("json"),
-        )
-        .await;
-        assert_apply(&q);
+        let (q, body) = expect(&mut handle, Method::POST, SERVICES, want_service.clone()).await;
+        assert_create(&q);
         assert_eq!(body, want_service);
-        let (q, body) = expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/extensions.example.com/v1/namespaces/shop/websites/kubia/status",
-            stored,
-        )
-        .await;
+        let (q, body) = expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
         assert_apply(&q);
         assert_eq!(body["apiVersion"], "extensions.example.com/v1");
         assert_eq!(body["kind"], "Website");
@@ -130,26 +162,118 @@ async fn a_new_website_gets_its_deployment_service_and_status_applied_in_that_or
 }
 
 #[tokio::test]
-async fn an_unchanged_website_gets_no_status_write() {
+async fn owned_children_are_applied_with_their_own_uid_and_an_unchanged_status_is_not_written() {
     let (ctx, mut handle) = context();
     let mut w = website("https://github.com/luksa/kubia-website-example.git");
+    let config = ChildConfig::default();
     let served = served_deployment(&w, 1);
-    let url = resources::url(&w, &ChildConfig::default());
+    let url = resources::url(&w, &config);
     w.status = Some(desired_status(&w, Some(&served), url, Time(Timestamp::UNIX_EPOCH)));
+    let config_map = stored(&resources::web_config(&w, &config).expect("builds"));
+    let service = stored(&resources::service(&w).expect("builds"));
+    let deployment = stored(&served);
     let server = tokio::spawn(async move {
-        expect(
-            &mut handle,
-            Method::PATCH,
-            "/apis/apps/v1/namespaces/shop/deployments/kubia",
-            serde_json::to_value(&served).expect("json"),
-        )
-        .await;
-        expect(&mut handle, Method::PATCH, "/api/v1/namespaces/shop/services/kubia", json!({})).await;
+        expect(&mut handle, Method::GET, CONFIG_MAP, config_map.clone()).await;
+        expect(&mut handle, Method::GET, DEPLOYMENT, deployment.clone()).await;
+        expect(&mut handle, Method::GET, SERVICE, service.clone()).await;
+        for (path, reply) in [(CONFIG_MAP, config_map), (DEPLOYMENT, deployment), (SERVICE, service)] {
+            let (q, body) = expect(&mut handle, Method::PATCH, path, reply).await;
+            assert_apply(&q);
+            // The precondition: an object deleted and recreated by someone else in between is not overwritten.
+            assert_eq!(body["metadata"]["uid"], CHILD_UID, "{path}");
+        }
         handle
     });
     run(w, &ctx).await.expect("reconciles");
-    let mut handle = server.await.expect("both applies were made");
+    let mut handle = server.await.expect("the reads and applies were made");
     assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "the unchanged status was written");
+}
+
+#[tokio::test]
+async fn a_foreign_object_with_a_childs_name_stops_every_write_and_is_reported() {
+    let (ctx, mut handle) = context();
+    let w = website("https://github.com/luksa/kubia-website-example.git");
+    let stored_website = serde_json::to_value(&w).expect("json");
+    let foreign = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubia", "namespace": "shop", "uid": "f0f0f0f0-0000-4000-8000-000000000000"},
+        "spec": {"selector": {"app": "shop"}, "ports": [{"port": 443, "protocol": "TCP"}]}});
+    let server = tokio::spawn(async move {
+        expect_failure(&mut handle, Method::GET, CONFIG_MAP, 404).await;
+        expect_failure(&mut handle, Method::GET, DEPLOYMENT, 404).await;
+        expect(&mut handle, Method::GET, SERVICE, foreign).await;
+        // No child is created or applied: straight to the status.
+        let (_, body) = expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
+        let condition = &body["status"]["conditions"][0];
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["reason"], "ChildConflict");
+        assert_eq!(
+            condition["message"],
+            "Service \"kubia\" already exists and is not controlled by this Website; delete or rename that object, \
+             or rename the Website"
+        );
+        let (_, event) = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "ChildConflict");
+        assert!(event["note"].as_str().unwrap_or_default().contains("Service \"kubia\""), "{event}");
+        handle
+    });
+    let action = run(w, &ctx).await.expect("reconciles");
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)), "retried soon");
+    let mut handle = server.await.expect("reads, status and event were made");
+    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "a child was written");
+}
+
+#[tokio::test]
+async fn a_creation_that_loses_the_race_to_someone_else_is_a_conflict() {
+    let (ctx, mut handle) = context();
+    let w = website("https://github.com/luksa/kubia-website-example.git");
+    let config = ChildConfig::default();
+    let stored_website = serde_json::to_value(&w).expect("json");
+    let config_map = stored(&resources::web_config(&w, &config).expect("builds"));
+    let server = tokio::spawn(async move {
+        for path in [CONFIG_MAP, DEPLOYMENT, SERVICE] {
+            expect_failure(&mut handle, Method::GET, path, 404).await;
+        }
+        expect(&mut handle, Method::POST, CONFIG_MAPS, config_map).await;
+        // Someone created a Deployment of that name after the read.
+        expect_failure(&mut handle, Method::POST, DEPLOYMENTS, 409).await;
+        let (_, body) = expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
+        assert_eq!(body["status"]["conditions"][0]["reason"], "ChildConflict");
+        expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+        handle
+    });
+    run(w, &ctx).await.expect("reconciles");
+    let mut handle = server.await.expect("the requests were made");
+    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "the Service was written after the race");
+}
+
+#[tokio::test]
+async fn the_egress_policy_is_created_when_the_operator_turns_it_on() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let config = ChildConfig { egress_network_policy: true, ..ChildConfig::default() };
+    let ctx = Arc::new(Context::new(Client::new(service, "default"), config.clone()));
+    let w = website("https://github.com/luksa/kubia-website-example.git");
+    let want_policy = serde_json::to_value(resources::network_policy(&w, &config).expect("builds")).expect("json");
+    let server = tokio::spawn(async move {
+        expect_failure(&mut handle, Method::GET, CONFIG_MAP, 404).await;
+        expect_failure(&mut handle, Method::GET, NETWORK_POLICY, 404).await;
+        expect_failure(&mut handle, Method::GET, DEPLOYMENT, 404).await;
+        expect_failure(&mut handle, Method::GET, SERVICE, 404).await;
+        expect(&mut handle, Method::POST, CONFIG_MAPS, json!({})).await;
+        let (_, body) = expect(
+            &mut handle,
+            Method::POST,
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
+            want_policy.clone(),
+        )
+        .await;
+        assert_eq!(body, want_policy);
+        handle
+    });
+    // The test answers only up to the policy; the Deployment's creation then finds no answer.
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(2), reconcile(Arc::new(w), ctx.clone())).await;
+    assert!(outcome.is_err(), "reconcile went on to the Deployment");
+    server.await.expect("the policy was created");
 }
 
 #[tokio::test]
@@ -186,24 +310,16 @@ async fn an_invalid_website_gets_an_invalid_spec_status_and_a_warning_event_but_
 }
 
 #[tokio::test]
-async fn a_refused_apply_is_an_error_naming_the_child() {
+async fn a_refused_read_is_an_error_naming_the_child() {
     let (ctx, mut handle) = context();
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let server = tokio::spawn(async move {
-        let (request, send) = handle.next_request().await.expect("a request");
-        assert_eq!(request.uri().path(), "/apis/apps/v1/namespaces/shop/deployments/kubia");
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "message": "deployments.apps \"kubia\" is forbidden", "reason": "Forbidden", "code": 403});
-        send.send_response(
-            Response::builder()
-                .status(403)
-                .body(Body::from(serde_json::to_vec(&status).expect("json")))
-                .expect("response"),
-        );
+        expect_failure(&mut handle, Method::GET, CONFIG_MAP, 403).await;
+        handle
     });
-    let error = run(w, &ctx).await.expect_err("the apply was refused");
+    let error = run(w, &ctx).await.expect_err("the read was refused");
     server.await.expect("the request was made");
     let message = error.to_string();
-    assert!(message.starts_with("failed to apply the Deployment"), "{message}");
-    assert!(message.contains("forbidden"), "{message}");
+    assert!(message.starts_with("failed to read the ConfigMap"), "{message}");
+    assert!(message.contains("Forbidden"), "{message}");
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -29,8 +29,9 @@ impl Env {
 
     async fn start_with(control_plane: ControlPlaneOptions, options: OperatorOptions) -> Result<Self> {
         let cp = ControlPlane::start(control_plane).await?;
-        let op = Operator::start(&cp, OperatorOptions { controller_args: vec!["--log-format=text".into()], ..options })
-            .await?;
+        let mut controller_args = vec!["--log-format=text".to_owned()];
+        controller_args.extend(options.controller_args.iter().cloned());
+        let op = Operator::start(&cp, OperatorOptions { controller_args, ..options }).await?;
         let ns = "shop".to_owned();
         create_namespace(&cp, &ns).await?;
         Ok(Self { cp, op, ns })
@@ -50,6 +51,57 @@ impl Env {
 
     fn services(&self) -> Api<Service> {
         Api::namespaced(self.client(), &self.ns)
+    }
+
+    fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client(), &self.ns)
+    }
+
+    async fn create_website(&self, name: &str) -> Result<()> {
+        let manifest = json!({"apiVersion": "extensions.example.com/v1", "kind": "Website",
+            "metadata": {"name": name}, "spec": {"gitRepo": "https://github.com/luksa/kubia-website-example.git"}})
+        .to_string();
+        self.cp.kubectl_with_stdin(&["create", "-n", &self.ns, "-f", "-"], Some(&manifest)).await?.ensure_success()?;
+        Ok(())
+    }
+
+    /// Waits until the Website `name` reports `Ready=False` with `reason`; returns the condition's message.
+    async fn wait_reason(&self, name: &str, reason: &str) -> Result<String> {
+        eventually(TIMEOUT, async || {
+            let w = self.websites().get(name).await?;
+            match w.status.as_ref().and_then(|s| s.ready_condition()) {
+                Some(c) if c.reason == reason => Ok(c.message.clone()),
+                other => bail!("Ready of {name} is {other:?}, want reason {reason}"),
+            }
+        })
+        .await
+        .with_context(|| format!("controller log:\n{}", self.op.controller_log(30)))
+    }
+
+    /// The Warning events recorded on the Website `name`, as (reason, message).
+    async fn warnings(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let out = self
+            .cp
+            .kubectl(&[
+                "get",
+                "events",
+                "-n",
+                &self.ns,
+                "--field-selector",
+                &format!("involvedObject.name={name}"),
+                "-o",
+                "json",
+            ])
+            .await?
+            .ensure_success()?;
+        let list: serde_json::Value = serde_json::from_str(&out)?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "Warning")
+            .map(|e| (e["reason"].as_str().unwrap_or("").to_owned(), e["message"].as_str().unwrap_or("").to_owned()))
+            .collect())
     }
 
     async fn create_example(&self, file: &str) -> Result<()> {
@@ -128,6 +180,20 @@ async fn controller_creates_owned_children_and_reports_ready_once_pods_are_avail
     let args = git_sync_args(&deployment);
     ensure!(args.contains(&"--repo=https://github.com/luksa/kubia-website-example.git".to_owned()), "{args:?}");
     ensure!(args.contains(&"--ref=HEAD".to_owned()) && args.contains(&"--period=60s".to_owned()), "{args:?}");
+    // A repository's .gitmodules is never followed, and no volume can grow without bound.
+    ensure!(args.contains(&"--submodules=off".to_owned()), "{args:?}");
+    let pod = deployment.spec.as_ref().and_then(|s| s.template.spec.clone()).context("pod spec")?;
+    let empty_dirs: Vec<_> = pod.volumes.iter().flatten().filter_map(|v| v.empty_dir.as_ref()).collect();
+    ensure!(empty_dirs.len() == 3, "{empty_dirs:?}");
+    ensure!(empty_dirs.iter().all(|e| e.size_limit.is_some()), "an emptyDir without sizeLimit: {empty_dirs:?}");
+    for c in &pod.containers {
+        let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        ensure!(limits.contains_key("ephemeral-storage"), "{} has no ephemeral-storage limit", c.name);
+    }
+    let web_config = env.config_maps().get("kubia-web").await?;
+    ensure!(web_config.owner_references()[0].uid == uid, "{:?}", web_config.metadata);
+    let conf = web_config.data.unwrap_or_default().remove("default.conf").unwrap_or_default();
+    ensure!(conf.contains("disable_symlinks on from=$document_root;"), "{conf}");
 
     let service = eventually(TIMEOUT, async || Ok(env.services().get("kubia").await?)).await?;
     ensure!(service.owner_references()[0].uid == uid);
@@ -293,5 +359,149 @@ async fn an_invalid_website_stored_without_the_webhook_is_reported_not_served() 
     ensure!(ready.reason == "InvalidSpec", "{ready:?}");
     ensure!(ready.message.contains("spec.gitRepo: local paths are not supported"), "{ready:?}");
     ensure!(env.deployments().get_opt("kubia").await?.is_none(), "an invalid Website got a Deployment");
+    Ok(())
+}
+
+/// What an object looked like: enough to tell that nobody wrote it.
+#[derive(Debug, PartialEq)]
+struct Fingerprint {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    owners: usize,
+    spec: serde_json::Value,
+}
+
+fn fingerprint<K: kube::Resource + k8s_openapi::serde::Serialize>(object: &K) -> Result<Fingerprint> {
+    let meta = object.meta();
+    Ok(Fingerprint {
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        owners: meta.owner_references.as_ref().map_or(0, Vec::len),
+        spec: serde_json::to_value(object)?["spec"].clone(),
+    })
+}
+
+#[tokio::test]
+async fn websites_never_take_over_a_service_or_deployment_they_do_not_control() -> Result<()> {
+    let env = Env::start(OperatorOptions::default()).await?;
+    // Someone else's Service named like one Website, and someone else's Deployment named like another.
+    let foreign = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "frontend"},
+         "spec": {"selector": {"app": "shop"}, "ports": [{"port": 8443, "protocol": "TCP"}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "backend"},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "shop-api"}},
+                  "template": {"metadata": {"labels": {"app": "shop-api"}},
+                               "spec": {"containers": [{"name": "api", "image": "example.com/shop-api:1"}]}}}}
+    ]})
+    .to_string();
+    env.cp.kubectl_with_stdin(&["create", "-n", &env.ns, "-f", "-"], Some(&foreign)).await?.ensure_success()?;
+    let service_before = fingerprint(&env.services().get("frontend").await?)?;
+    env.create_website("frontend").await?;
+    env.create_website("backend").await?;
+
+    let message = env.wait_reason("frontend", "ChildConflict").await?;
+    ensure!(message.contains("Service \"frontend\" already exists and is not controlled by this Website"), "{message}");
+    let message = env.wait_reason("backend", "ChildConflict").await?;
+    ensure!(message.contains("Deployment \"backend\" already exists"), "{message}");
+    eventually(TIMEOUT, async || {
+        let warnings = env.warnings("frontend").await?;
+        ensure!(
+            warnings.iter().any(|(reason, m)| reason == "ChildConflict" && m.contains("Service \"frontend\"")),
+            "{warnings:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    // The Deployment's status moves as kube-controller-manager works on it: compare what its owners wrote.
+    let deployment_before = env.deployments().get("backend").await?;
+    ensure!(deployment_before.owner_references().is_empty());
+
+    // A few retries later, nothing was written: not the foreign objects, and no children of a Website in conflict.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    ensure!(fingerprint(&env.services().get("frontend").await?)? == service_before, "the foreign Service was written");
+    let deployment_after = env.deployments().get("backend").await?;
+    ensure!(deployment_after.owner_references().is_empty(), "{:?}", deployment_after.metadata);
+    ensure!(
+        deployment_after.metadata.generation == deployment_before.metadata.generation,
+        "the Deployment's spec changed"
+    );
+    ensure!(deployment_after.spec == deployment_before.spec, "the foreign Deployment was written");
+    ensure!(env.deployments().get_opt("frontend").await?.is_none(), "a Website in conflict got a Deployment");
+    ensure!(env.services().get_opt("backend").await?.is_none(), "a Website in conflict got a Service");
+
+    // Deleting a Website in conflict leaves the foreign object.
+    env.cp
+        .kubectl(&["delete", "website/backend", "-n", &env.ns, "--cascade=foreground", "--timeout=60s"])
+        .await?
+        .ensure_success()?;
+    let deployment_left = env.deployments().get("backend").await?;
+    ensure!(deployment_left.uid() == deployment_before.uid() && deployment_left.spec == deployment_before.spec);
+
+    // Once the foreign Service is gone, the Website gets its own.
+    env.services().delete("frontend", &DeleteParams::default()).await?;
+    let own = eventually(TIMEOUT, async || {
+        let s = env.services().get("frontend").await?;
+        ensure!(s.uid() != service_before.uid, "still the foreign Service");
+        Ok(s)
+    })
+    .await
+    .with_context(|| env.op.controller_log(30))?;
+    let website = env.websites().get("frontend").await?;
+    ensure!(own.owner_references().first().map(|o| o.uid.clone()) == website.uid(), "{:?}", own.metadata);
+    eventually(TIMEOUT, async || {
+        let w = env.websites().get("frontend").await?;
+        let reason = w.status.as_ref().and_then(|s| s.ready_condition()).map(|c| c.reason.clone());
+        ensure!(reason.as_deref() != Some("ChildConflict"), "still reports the conflict");
+        ensure!(env.deployments().get_opt("frontend").await?.is_some(), "no Deployment yet");
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_website_named_kubernetes_leaves_the_api_servers_own_service_as_it_was() -> Result<()> {
+    let env = Env::start(OperatorOptions::default()).await?;
+    let services: Api<Service> = Api::namespaced(env.client(), "default");
+    let before = fingerprint(&services.get("kubernetes").await?)?;
+    let manifest = json!({"apiVersion": "extensions.example.com/v1", "kind": "Website",
+        "metadata": {"name": "kubernetes"}, "spec": {"gitRepo": "https://github.com/luksa/kubia-website-example.git"}})
+    .to_string();
+    env.cp.kubectl_with_stdin(&["create", "-n", "default", "-f", "-"], Some(&manifest)).await?.ensure_success()?;
+    let websites: Api<Website> = Api::namespaced(env.client(), "default");
+    let message = eventually(TIMEOUT, async || {
+        let w = websites.get("kubernetes").await?;
+        match w.status.as_ref().and_then(|s| s.ready_condition()) {
+            Some(c) if c.reason == "ChildConflict" => Ok(c.message.clone()),
+            other => bail!("Ready is {other:?}"),
+        }
+    })
+    .await
+    .with_context(|| env.op.controller_log(30))?;
+    ensure!(message.contains("Service \"kubernetes\" already exists"), "{message}");
+    env.cp
+        .kubectl(&["delete", "website/kubernetes", "-n", "default", "--cascade=foreground", "--timeout=60s"])
+        .await?
+        .ensure_success()?;
+    let after = fingerprint(&services.get("kubernetes").await?)?;
+    ensure!(after == before, "the kubernetes Service changed:\nbefore {before:?}\nafter {after:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_operator_can_give_each_website_an_egress_network_policy() -> Result<()> {
+    let args = vec!["--egress-network-policy".to_owned(), "--egress-denied-cidrs=10.96.0.0/16".to_owned()];
+    let env = Env::start(OperatorOptions { controller_args: args, ..OperatorOptions::default() }).await?;
+    env.create_example("website.yaml").await?;
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> = Api::namespaced(env.client(), &env.ns);
+    let policy = eventually(TIMEOUT, async || Ok(policies.get("kubia").await?))
+        .await
+        .with_context(|| env.op.controller_log(30))?;
+    let uid = env.websites().get("kubia").await?.uid();
+    ensure!(policy.owner_references().first().map(|o| o.uid.clone()) == uid, "{:?}", policy.metadata);
+    let spec = serde_json::to_value(policy.spec)?;
+    ensure!(spec["policyTypes"] == json!(["Egress"]), "{spec}");
+    let except = &spec["egress"][1]["to"][0]["ipBlock"]["except"];
+    ensure!(except == &json!(["127.0.0.0/8", "169.254.0.0/16", "10.96.0.0/16"]), "{spec}");
     Ok(())
 }
