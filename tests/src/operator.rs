@@ -114,9 +114,7 @@ impl Operator {
         let webhook_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
         let mut operator = Self { webhook: None, controller: None, webhook_addr, ca_pem, certs_dir };
         if options.webhook {
-            operator.start_webhook(cp).await?;
-            register_webhooks(cp, &operator.webhook_url(), &operator.ca_pem, &options.failure_policy).await?;
-            wait_until_webhook_is_called(cp).await?;
+            operator.enable_webhook(cp, &options.failure_policy).await?;
         }
         if options.controller {
             let health = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
@@ -131,6 +129,18 @@ impl Operator {
             operator.controller = Some(controller);
         }
         Ok(operator)
+    }
+
+    /// Starts the webhook, registers its configurations with `failure_policy` and waits until the API server
+    /// calls it: what [`Operator::start`] does when [`OperatorOptions::webhook`] is set. Call it yourself after
+    /// starting without the webhook to first store objects that no webhook judged.
+    ///
+    /// # Errors
+    /// When the webhook does not start, its configurations are refused or the API server does not call it.
+    pub async fn enable_webhook(&mut self, cp: &ControlPlane, failure_policy: &str) -> Result<()> {
+        self.start_webhook(cp).await?;
+        register_webhooks(cp, &self.webhook_url(), &self.ca_pem, failure_policy).await?;
+        wait_until_webhook_is_called(cp).await
     }
 
     /// Starts (or restarts) the webhook process on its address.

@@ -219,3 +219,76 @@ async fn kubectl_get_shows_the_printer_columns_and_explain_shows_the_docs() -> R
     .await?;
     Ok(())
 }
+
+/// A Website stored while no webhook was registered: its repository is one the CRD schema admits but today's
+/// rules refuse, and it has none of the defaults. Then the webhooks are registered and called. The control plane
+/// runs kube-controller-manager, whose garbage collector finishes foreground deletions.
+async fn setup_with_a_website_stored_before_the_rules(name: &str) -> Result<(ControlPlane, Operator)> {
+    let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
+    let mut op =
+        Operator::start(&cp, OperatorOptions { webhook: false, controller: false, ..OperatorOptions::default() })
+            .await?;
+    let stored = serde_json::json!({
+        "apiVersion": "extensions.example.com/v1", "kind": "Website",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"gitRepo": "file:///etc"}
+    });
+    cp.kubectl_with_stdin(&["create", "-f", "-"], Some(&stored.to_string())).await?.ensure_success()?;
+    op.enable_webhook(&cp, &OperatorOptions::default().failure_policy).await?;
+    // The mutating configuration may be picked up a moment after the validating one: wait until a server-side
+    // dry run is defaulted, so that "no patch" below is the webhook's answer.
+    let probe = r#"{"apiVersion":"extensions.example.com/v1","kind":"Website","metadata":{"name":"defaulting-probe","namespace":"default"},"spec":{"gitRepo":"https://example.com/site.git"}}"#;
+    eventually(Duration::from_secs(30), async || {
+        let out = cp.kubectl_with_stdin(&["create", "--dry-run=server", "-o", "json", "-f", "-"], Some(probe)).await?;
+        let object: Value = serde_json::from_str(&out.ensure_success()?)?;
+        ensure!(object["spec"]["replicas"] == 1, "the mutating webhook is not called yet: {object}");
+        Ok(())
+    })
+    .await?;
+    Ok((cp, op))
+}
+
+#[tokio::test]
+async fn a_website_stored_before_the_rules_can_be_labelled_annotated_and_deleted_but_a_spec_edit_must_fix_it()
+-> Result<()> {
+    let name = "legacy";
+    let (cp, _op) = setup_with_a_website_stored_before_the_rules(name).await?;
+    let website = format!("website/{name}");
+    let stored_spec = serde_json::json!({"gitRepo": "file:///etc"});
+
+    // Labels and annotations leave the spec as it was: admitted as they are, and not defaulted either.
+    cp.kubectl(&["label", "-n", "default", &website, "x=y"]).await?.ensure_success()?;
+    cp.kubectl(&["annotate", "-n", "default", &website, "note=kept"]).await?.ensure_success()?;
+    let object = get_json(&cp, "default", name).await?;
+    ensure!(object["metadata"]["labels"]["x"] == "y", "label not stored: {object}");
+    ensure!(object["metadata"]["annotations"]["note"] == "kept", "annotation not stored: {object}");
+    ensure!(object["spec"] == stored_spec, "the spec changed: {object}");
+
+    // An edit of the spec is judged on the whole spec, and says what must be fixed with it.
+    let out =
+        cp.kubectl(&["patch", "-n", "default", &website, "--type=merge", "-p", r#"{"spec":{"replicas":2}}"#]).await?;
+    ensure!(!out.success(), "the spec edit was admitted: {}", out.stdout);
+    ensure!(
+        out.stderr.contains("spec.gitRepo: local paths are not supported")
+            && out
+                .stderr
+                .contains("; the stored value already breaks the current rules and must be fixed in the same update"),
+        "the refusal does not say to fix the stored repository: {}",
+        out.stderr
+    );
+    ensure!(!out.stderr.contains("spec.replicas"), "the valid replicas were refused: {}", out.stderr);
+    let after = get_json(&cp, "default", name).await?;
+    ensure!(after["spec"] == stored_spec, "the refused edit changed the spec: {after}");
+
+    // The garbage collector removes the foregroundDeletion finalizer with an update of its own.
+    cp.kubectl(&["delete", "-n", "default", &website, "--cascade=foreground", "--wait=false"])
+        .await?
+        .ensure_success()?;
+    eventually(Duration::from_secs(60), async || {
+        let out = cp.kubectl(&["get", "-n", "default", &website, "-o", "json"]).await?;
+        ensure!(!out.success() && out.stderr.contains("NotFound"), "still stored: {}{}", out.stdout, out.stderr);
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}

@@ -1,7 +1,10 @@
 //! The admission rules, free of HTTP: an [`AdmissionRequest`] in, an [`AdmissionResponse`] out.
 //!
 //! [`validate`] answers the ValidatingWebhookConfiguration, [`mutate`] the MutatingWebhookConfiguration.
-//! Both only judge `Website` objects on CREATE and UPDATE; anything else is allowed untouched.
+//! Both judge `Website` objects on CREATE, and on UPDATE only when the update changes `spec`; then they judge
+//! the whole new spec. Everything else is admitted untouched: other kinds and operations, an UPDATE that leaves
+//! `spec` as it was (labels, annotations, finalizers, the garbage collector's own updates), even when the stored
+//! spec breaks today's rules, and an object that is being deleted. One function, `read`, decides this for both.
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
@@ -47,24 +50,72 @@ fn judged(req: &AdmissionRequest<DynamicObject>) -> bool {
     matches!(req.operation, Operation::Create | Operation::Update)
 }
 
+/// What the rules judge: the new object and, on UPDATE, the stored one it replaces.
+#[derive(Debug)]
+struct Subject {
+    /// The object as it would be stored, in JSON form.
+    object: Value,
+    /// The stored object, in JSON form, on UPDATE; `None` on CREATE.
+    old: Option<Value>,
+}
+
+/// Reads the object a request asks both webhooks to judge, or `None` when the request is admitted untouched:
+/// not a `Website` CREATE or UPDATE, an object that is being deleted, or an UPDATE that leaves `spec` as it
+/// was. An `Err` says why the request is malformed.
+fn read(req: &AdmissionRequest<DynamicObject>) -> Result<Option<Subject>, String> {
+    if !judged(req) {
+        return Ok(None);
+    }
+    let object = req.object.as_ref().ok_or("the request carries no object")?;
+    let untouched = |reason: &str| {
+        let name = display_name(req);
+        info!(uid = %req.uid, namespace = req.namespace.as_deref(), name = %name, reason, "admitted untouched");
+    };
+    // Blocking or patching it could only keep it from going away, e.g. when its last finalizer is removed.
+    if object.metadata.deletion_timestamp.is_some() {
+        untouched("the object is being deleted");
+        return Ok(None);
+    }
+    let old = match req.operation {
+        Operation::Update => {
+            let old = req.old_object.as_ref().ok_or("the UPDATE request carries no oldObject to compare with")?;
+            if spec_of(old) == spec_of(object) {
+                untouched("the update leaves spec as it was");
+                return Ok(None);
+            }
+            Some(to_json(old, "oldObject")?)
+        }
+        _ => None,
+    };
+    Ok(Some(Subject { object: to_json(object, "object")?, old }))
+}
+
+fn spec_of(object: &DynamicObject) -> &Value {
+    object.data.get("spec").unwrap_or(&Value::Null)
+}
+
+fn to_json(object: &DynamicObject, what: &str) -> Result<Value, String> {
+    serde_json::to_value(object).map_err(|e| format!("failed to read the {what}: {e}"))
+}
+
 /// Answers a validating admission request.
 ///
-/// A `Website` on CREATE or UPDATE is checked against the CRD's JSON schema and the semantic rules of
-/// [`website_crd::validate_website`]; a denial lists every violation, in the message and as
-/// `status.details.causes`. Unencrypted repositories are admitted with a warning.
+/// A `Website` on CREATE, or on an UPDATE that changes its spec, is checked against the CRD's JSON schema and
+/// the semantic rules of [`website_crd::validate_website`] (the name rule on CREATE only: a name never
+/// changes); a denial lists every violation, in the message and as `status.details.causes`, and on UPDATE
+/// says which of them the stored object already had. Unencrypted repositories are admitted with a warning.
+/// Any other request is admitted untouched (see the module's documentation).
 pub fn validate(rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
-    if !judged(req) {
-        return response;
+    let subject = match read(req) {
+        Ok(Some(subject)) => subject,
+        Ok(None) => return response,
+        Err(reason) => return deny_malformed(response, &reason),
+    };
+    let (mut violations, spec) = check(rules, &subject.object, subject.old.is_none());
+    if let Some(old) = &subject.old {
+        mark_stored_violations(&mut violations, &subject.object, old);
     }
-    let Some(object) = &req.object else {
-        return deny_malformed(response, "the request carries no object");
-    };
-    let value = match serde_json::to_value(object) {
-        Ok(v) => v,
-        Err(e) => return deny_malformed(response, &format!("failed to read the object: {e}")),
-    };
-    let (violations, spec) = check(rules, &value);
     let name = display_name(req);
     if violations.is_empty() {
         let mut response = response;
@@ -82,13 +133,19 @@ pub fn validate(rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> Admissi
 
 /// Every violation of a `Website` in JSON form: the schema's first, then the semantic rules' for fields the
 /// schema did not already reject. Also returns the spec when the object could be decoded.
-fn check(rules: &Rules, value: &Value) -> (Vec<Violation>, Option<WebsiteSpec>) {
+///
+/// The name rule applies on CREATE only: `metadata.name` can never change, so a Website stored with a name
+/// the rules now refuse must stay editable.
+fn check(rules: &Rules, value: &Value, on_create: bool) -> (Vec<Violation>, Option<WebsiteSpec>) {
     let schema_violations = rules.schema.violations(value);
-    let (semantic, spec) = match serde_json::from_value::<Website>(value.clone()) {
+    let (mut semantic, spec) = match serde_json::from_value::<Website>(value.clone()) {
         Ok(website) => (website_crd::validate_website(&website), Some(website.spec)),
         // The schema already explains why the object does not decode; still check what can be checked.
         Err(_) => (partial_semantic_checks(value), None),
     };
+    if !on_create {
+        semantic.retain(|v| v.field != "metadata.name");
+    }
     let mut violations = Vec::new();
     for v in semantic {
         if !schema_violations.iter().any(|s| s.field == v.field) {
@@ -103,6 +160,27 @@ fn check(rules: &Rules, value: &Value) -> (Vec<Violation>, Option<WebsiteSpec>) 
     }
     violations.sort_by_key(|v| field_rank(&v.field));
     (violations, spec)
+}
+
+/// Appended to the violation of a field an UPDATE leaves as it was.
+const STORED_VALUE_HINT: &str =
+    "the stored value already breaks the current rules and must be fixed in the same update";
+
+/// Says of every violation whose field has the same value in `old` as in `object` that the stored value
+/// already breaks the rules: the author changed something else, and must fix this too.
+fn mark_stored_violations(violations: &mut [Violation], object: &Value, old: &Value) {
+    for violation in violations {
+        let pointer = json_pointer(&violation.field);
+        let stored = old.pointer(&pointer);
+        if stored.is_some() && stored == object.pointer(&pointer) {
+            violation.message = format!("{}; {STORED_VALUE_HINT}", violation.message);
+        }
+    }
+}
+
+/// `spec.gitRepo` → `/spec/gitRepo`; `status.conditions[0].type` → `/status/conditions/0/type`.
+fn json_pointer(field: &str) -> String {
+    field.split(['.', '[']).map(|segment| format!("/{}", segment.trim_end_matches(']'))).collect()
 }
 
 /// Orders violations the way the fields appear in a manifest.
@@ -186,19 +264,16 @@ fn deny_malformed(response: AdmissionResponse, reason: &str) -> AdmissionRespons
 }
 
 /// Answers a mutating admission request with a JSON Patch that fills in every defaulted field the author
-/// left out (see [`website_crd::defaults`]). No patch when nothing is missing, and a value that is set is
-/// never changed. An object that cannot be decoded is admitted unchanged: validation will explain it.
+/// left out (see [`website_crd::defaults`]), on CREATE and on an UPDATE that changes `spec`; any other
+/// request, an UPDATE that leaves `spec` as it was included, gets no patch. No patch when nothing is missing,
+/// and a value that is set is never changed. An object that cannot be decoded is admitted unchanged:
+/// validation will explain it.
 pub fn mutate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
-    if !judged(req) {
-        return response;
-    }
-    let Some(object) = &req.object else {
-        return deny_malformed(response, "the request carries no object");
-    };
-    let before = match serde_json::to_value(object) {
-        Ok(v) => v,
-        Err(e) => return deny_malformed(response, &format!("failed to read the object: {e}")),
+    let before = match read(req) {
+        Ok(Some(subject)) => subject.object,
+        Ok(None) => return response,
+        Err(reason) => return deny_malformed(response, &reason),
     };
     let Some(after) = with_defaults(&before) else {
         return response;
@@ -257,6 +332,18 @@ mod tests {
         review.try_into().expect("has a request")
     }
 
+    /// An UPDATE from `old` to `new`, with `oldObject` as the API server sends it.
+    fn update(old: Value, new: Value) -> AdmissionRequest<DynamicObject> {
+        let mut req = request("UPDATE", new);
+        req.old_object = Some(serde_json::from_value(old).expect("a valid object"));
+        req
+    }
+
+    /// A Website stored before the current rules: its repository is refused today, and it has no defaults.
+    fn stored_before_the_rules() -> Value {
+        website(json!({"gitRepo": "file:///etc"}))
+    }
+
     fn website(spec: Value) -> Value {
         json!({
             "apiVersion": "extensions.example.com/v1",
@@ -307,7 +394,7 @@ mod tests {
     #[test]
     fn lists_every_violation_in_the_message_and_the_causes() {
         let spec = json!({"gitRepo": "ftp://x/y", "replicas": 0, "serviceType": "Internal", "port": "80"});
-        let r = validate(&Rules::new(), &request("UPDATE", website(spec)));
+        let r = validate(&Rules::new(), &request("CREATE", website(spec)));
         assert!(!r.allowed);
         let fields: Vec<String> = causes(&r).into_iter().map(|c| c.0).collect();
         assert_eq!(fields, ["spec.gitRepo", "spec.replicas", "spec.serviceType", "spec.port"]);
@@ -407,7 +494,7 @@ mod tests {
     #[test]
     fn no_patch_when_nothing_needs_defaulting() {
         let full = json!({"gitRepo": "https://e.com/r.git", "ref": "main", "replicas": 2, "serviceType": "NodePort", "port": 80, "syncIntervalSeconds": 30});
-        let r = mutate(&request("UPDATE", website(full)));
+        let r = mutate(&request("CREATE", website(full)));
         assert!(r.allowed);
         assert_eq!(r.patch, None);
         assert!(serde_json::to_value(&r).expect("serializes").get("patchType").is_none());
@@ -429,5 +516,123 @@ mod tests {
         assert_eq!(r.result.code, 400);
         assert_eq!(r.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
         assert!(r.result.message.contains("carries no object"));
+    }
+
+    #[test]
+    fn an_update_without_the_old_object_is_denied_as_malformed_by_both() {
+        let req = request("UPDATE", website(json!({"gitRepo": "https://e.com/r.git"})));
+        for r in [validate(&Rules::new(), &req), mutate(&req)] {
+            assert!(!r.allowed);
+            assert_eq!(r.result.code, 400);
+            assert_eq!(
+                r.result.message,
+                "malformed admission request: the UPDATE request carries no oldObject to compare with"
+            );
+            assert_eq!(r.patch, None);
+        }
+    }
+
+    #[test]
+    fn a_label_only_update_of_a_website_the_rules_now_refuse_is_admitted_unpatched_by_both() {
+        let mut labelled = stored_before_the_rules();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        let req = update(stored_before_the_rules(), labelled);
+        let validated = validate(&Rules::new(), &req);
+        assert!(validated.allowed, "{:?}", validated.result);
+        assert_eq!(validated.warnings, None);
+        let mutated = mutate(&req);
+        assert!(mutated.allowed, "{:?}", mutated.result);
+        assert_eq!(mutated.patch, None, "an unchanged spec gets no defaults either");
+    }
+
+    #[test]
+    fn the_garbage_collector_removing_the_last_finalizer_of_a_deleting_website_is_admitted_unpatched() {
+        let mut deleting = stored_before_the_rules();
+        deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        deleting["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+        let mut without_finalizer = deleting.clone();
+        without_finalizer["metadata"]["finalizers"] = json!([]);
+        let req = update(deleting, without_finalizer);
+        let validated = validate(&Rules::new(), &req);
+        assert!(validated.allowed, "{:?}", validated.result);
+        let mutated = mutate(&req);
+        assert!(mutated.allowed, "{:?}", mutated.result);
+        assert_eq!(mutated.patch, None);
+    }
+
+    #[test]
+    fn a_website_being_deleted_is_admitted_unpatched_even_when_its_spec_changes() {
+        let mut deleting = stored_before_the_rules();
+        deleting["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+        let mut changed = deleting.clone();
+        changed["spec"] = json!({"gitRepo": "ext::sh", "replicas": 0});
+        let req = update(deleting, changed);
+        let validated = validate(&Rules::new(), &req);
+        assert!(validated.allowed, "{:?}", validated.result);
+        let mutated = mutate(&req);
+        assert!(mutated.allowed, "{:?}", mutated.result);
+        assert_eq!(mutated.patch, None);
+    }
+
+    #[test]
+    fn a_spec_changing_update_is_judged_on_the_whole_spec_and_says_which_stored_value_to_fix_first() {
+        let mut changed = stored_before_the_rules();
+        changed["spec"]["replicas"] = json!(0);
+        let r = validate(&Rules::new(), &update(stored_before_the_rules(), changed));
+        assert!(!r.allowed);
+        assert_eq!(r.result.code, 422);
+        let c = causes(&r);
+        assert_eq!(c.len(), 2, "{c:?}");
+        // gitRepo is as it was stored: the author must fix it in this update too.
+        assert_eq!(c[0].0, "spec.gitRepo");
+        assert!(c[0].1.starts_with("local paths are not supported"), "{}", c[0].1);
+        assert!(c[0].1.ends_with(&format!("; {STORED_VALUE_HINT}")), "{}", c[0].1);
+        // replicas is what the author just changed: its own message says enough.
+        assert_eq!(c[1], ("spec.replicas".to_owned(), "must be at least 1".to_owned()));
+        assert!(
+            r.result.message.contains(
+                "; the stored value already breaks the current rules and must be fixed in the same update, \
+                 spec.replicas: must be at least 1]"
+            ),
+            "{}",
+            r.result.message
+        );
+    }
+
+    #[test]
+    fn a_spec_changing_update_that_fixes_every_stored_value_is_admitted() {
+        let mut fixed = stored_before_the_rules();
+        fixed["spec"]["gitRepo"] = json!("https://e.com/r.git");
+        let r = validate(&Rules::new(), &update(stored_before_the_rules(), fixed));
+        assert!(r.allowed, "{:?}", r.result);
+    }
+
+    #[test]
+    fn mutation_defaults_the_missing_fields_of_a_spec_changing_update() {
+        let old = website(json!({"gitRepo": "https://e.com/r.git", "replicas": 1, "port": 80}));
+        let new = website(json!({"gitRepo": "https://e.com/r.git", "replicas": 3}));
+        let r = mutate(&update(old, new.clone()));
+        assert!(r.allowed, "{:?}", r.result);
+        let patch: json_patch::Patch = serde_json::from_value(patch_of(&r)).expect("a JSON patch");
+        let mut patched = new;
+        json_patch::patch(&mut patched, &patch).expect("patch applies");
+        assert_eq!(
+            patched["spec"],
+            json!({"gitRepo": "https://e.com/r.git", "ref": "HEAD", "replicas": 3, "serviceType": "ClusterIP", "port": 80, "syncIntervalSeconds": 60})
+        );
+    }
+
+    #[test]
+    fn the_name_rule_applies_on_create_only_since_a_name_never_changes() {
+        let named = |spec: Value| {
+            let mut object = website(spec);
+            object["metadata"]["name"] = json!("My.Site");
+            object
+        };
+        let created = validate(&Rules::new(), &request("CREATE", named(json!({"gitRepo": "https://e.com/r.git"}))));
+        assert_eq!(causes(&created)[0].0, "metadata.name");
+        let old = named(json!({"gitRepo": "https://e.com/r.git"}));
+        let edited = validate(&Rules::new(), &update(old, named(json!({"gitRepo": "https://e.com/other.git"}))));
+        assert!(edited.allowed, "{:?}", edited.result);
     }
 }
