@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub use admission::Rules;
+pub mod readiness;
 pub mod schema;
 pub mod self_managed;
 pub mod server;

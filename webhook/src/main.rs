@@ -39,7 +39,10 @@ async fn run(settings: &Settings) -> website_webhook::Result<()> {
         None
     };
     let app = Application::build(settings)?;
-    let keeping = keeper.map(|(keeper, ready)| tokio::spawn(keeper.run(ready)));
+    let keeping = keeper.map(|(keeper, ready)| {
+        app.readiness().set_trusted(ready);
+        tokio::spawn(keeper.run(ready))
+    });
     let result = app.run_until_stopped().await;
     if let Some(task) = keeping {
         task.abort();

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::admission::{self, Rules};
+use crate::readiness::Readiness;
 use crate::settings::Settings;
 use crate::tls::{self, ReloadingCertResolver};
 use crate::{Error, Result};
@@ -110,6 +111,15 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
+async fn readyz(readiness: Option<web::Data<Readiness>>) -> HttpResponse {
+    match readiness {
+        Some(r) if !r.is_ready() => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("not ready: the API server does not trust the serving certificate yet"),
+        _ => HttpResponse::Ok().content_type("text/plain").body("ok"),
+    }
+}
+
 /// Routes served over HTTPS: admission and health.
 pub fn admission_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/validate").route(web::post().to(validate)))
@@ -120,7 +130,7 @@ pub fn admission_routes(cfg: &mut web::ServiceConfig) {
 /// Routes served on the plain-HTTP health listener.
 pub fn health_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
-        .service(web::resource("/readyz").route(web::get().to(healthz)));
+        .service(web::resource("/readyz").route(web::get().to(readyz)));
 }
 
 /// Application state shared by every worker: the rules (with their compiled schema) and the body limit.
@@ -136,6 +146,7 @@ pub struct Application {
     health_port: Option<u16>,
     resolver: Arc<ReloadingCertResolver>,
     reload_interval: Duration,
+    readiness: Readiness,
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener> {
@@ -154,9 +165,17 @@ impl Application {
         let listener = bind(settings.listen_addr)?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
         let (rules, payload) = app_data(settings.max_body_bytes);
+        let readiness =
+            if settings.self_managed.enabled { Readiness::awaiting_trust() } else { Readiness::trusted() };
+        let ready = web::Data::new(readiness.clone());
         let shutdown = settings.shutdown_timeout_seconds;
+        let admission_ready = ready.clone();
         let mut server = HttpServer::new(move || {
-            App::new().app_data(rules.clone()).app_data(payload.clone()).configure(admission_routes)
+            App::new()
+                .app_data(rules.clone())
+                .app_data(payload.clone())
+                .app_data(admission_ready.clone())
+                .configure(admission_routes)
         })
         .shutdown_timeout(shutdown);
         if let Some(workers) = settings.workers {
@@ -168,7 +187,7 @@ impl Application {
             Some(addr) => {
                 let listener = bind(addr)?;
                 let health_port = listener.local_addr().map_err(Error::Serve)?.port();
-                let server = HttpServer::new(|| App::new().configure(health_routes))
+                let server = HttpServer::new(move || App::new().app_data(ready.clone()).configure(health_routes))
                     .workers(1)
                     .shutdown_timeout(shutdown)
                     .listen(listener)
@@ -186,6 +205,7 @@ impl Application {
             health_port,
             resolver,
             reload_interval: Duration::from_secs(settings.tls_reload_interval_seconds),
+            readiness,
         })
     }
 
@@ -202,6 +222,12 @@ impl Application {
     /// A handle that stops the admission listener (and with it [`Application::run_until_stopped`]).
     pub fn handle(&self) -> ServerHandle {
         self.admission.handle()
+    }
+
+    /// The webhook's readiness: with self-managed certificates, the keeper says when the API server trusts the
+    /// served certificate.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
     }
 
     /// The certificate resolver, to observe reloads.
