@@ -271,8 +271,12 @@ pub fn network_policy(website: &Website, config: &ChildConfig) -> Result<Network
         port: Some(IntOrString::Int(port)),
         ..NetworkPolicyPort::default()
     };
-    let git_ports: Vec<i32> = GIT_PORTS.to_vec(); // PORT-PLACEHOLDER
-    let _ = &spec;
+    let mut git_ports: Vec<i32> = GIT_PORTS.to_vec();
+    if let Some(p) = website_crd::git::GitRepo::parse(&spec.git_repo).ok().and_then(|r| r.port()).map(i32::from)
+        && !git_ports.contains(&p)
+    {
+        git_ports.push(p);
+    }
     let denied = ALWAYS_DENIED_CIDRS.iter().map(|c| (*c).to_owned()).chain(config.egress_denied_cidrs.iter().cloned());
     let (denied_v6, denied_v4): (Vec<String>, Vec<String>) = denied.partition(|c| c.contains(':'));
     let block = |cidr: &str, except: Vec<String>| NetworkPolicyPeer {
@@ -611,6 +615,19 @@ mod tests {
                 ("::/0".to_owned(), vec!["::1/128".into(), "fe80::/10".into(), "fd00:10::/64".into()]),
             ]
         );
+    }
+
+    #[test]
+    fn the_egress_policy_also_opens_the_port_the_git_repo_names() {
+        let w = website(WebsiteSpec::new("ssh://git@git.example.com:2222/org/site.git"));
+        let p = network_policy(&w, &ChildConfig::default()).expect("builds");
+        let egress = p.spec.and_then(|s| s.egress).expect("egress");
+        let ports: Vec<IntOrString> = egress[1].ports.iter().flatten().filter_map(|p| p.port.clone()).collect();
+        assert_eq!(ports.last(), Some(&IntOrString::Int(2222)));
+        assert_eq!(ports.len(), GIT_PORTS.len() + 1);
+        let w = website(WebsiteSpec::new("https://git.example.com:443/org/site.git"));
+        let p = network_policy(&w, &ChildConfig::default()).expect("builds");
+        assert_eq!(p.spec.and_then(|s| s.egress).expect("egress")[1].ports.as_ref().map(Vec::len), Some(4));
     }
 
     #[test]

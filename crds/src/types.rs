@@ -64,8 +64,10 @@ pub const REF_MAX_LEN: usize = 255;
 #[serde(rename_all = "camelCase")]
 pub struct WebsiteSpec {
     /// The git repository whose files are served, e.g. `https://github.com/luksa/kubia-website-example.git`.
-    /// Accepted forms: `https://`, `http://`, `ssh://` and `git://` URLs with a host and a path, and scp-like
-    /// `user@host:path`. Credentials must not be embedded in the URL. At most 2048 characters.
+    /// Accepted forms: `https://`, `http://`, `ssh://` and `git://` URLs (scheme in lowercase) with a host and a
+    /// path, and scp-like `[user@]host:path`; IPv6 hosts in brackets. Refused: credentials (passwords, access
+    /// tokens), query strings and fragments, a user, host or path starting with `-`, and loopback, unspecified
+    /// and link-local hosts. At most 2048 characters; stored and fetched exactly as written.
     #[schemars(length(min = 1, max = 2048))]
     pub git_repo: String,
 

@@ -125,7 +125,7 @@ mod tests {
         assert_eq!(v[0].field, "spec.gitRepo");
         assert!(v[0].message.contains("local paths are not supported"), "{}", v[0].message);
         assert!(v[0].message.contains("https://"), "{}", v[0].message);
-        assert!(v[0].message.contains("user@host:path"), "{}", v[0].message);
+        assert!(v[0].message.contains("[user@]host:path"), "{}", v[0].message);
     }
 
     #[test]

@@ -47,6 +47,12 @@ async fn kubectl_create_refuses_each_malformed_git_repo_naming_the_field_and_the
         ("invalid/embedded-password.yaml", "must not embed a password"),
         ("invalid/no-host.yaml", "must name a host"),
         ("invalid/no-path.yaml", "must name a repository path after the host"),
+        ("invalid/access-token.yaml", "must not embed a credential: the user name starting with \"ghp_\" looks like"),
+        ("invalid/metadata-address.yaml", "host \"2852039166\" is 169.254.169.254, a link-local address"),
+        ("invalid/loopback-host.yaml", "host \"127.1\" is 127.0.0.1, a loopback address"),
+        ("invalid/uppercase-scheme.yaml", "scheme \"HTTPS://\" must be written in lowercase"),
+        ("invalid/encoded-at.yaml", "must not contain '%' in the user, host or port"),
+        ("invalid/bracketed-host.yaml", "may have '[' and ']' only around an IPv6 address host"),
     ];
     let mut failures = Vec::new();
     let all = schema_cases.iter().map(|c| (c, false)).chain(webhook_cases.iter().map(|c| (c, true)));

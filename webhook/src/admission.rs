@@ -387,7 +387,7 @@ mod tests {
         assert_eq!(
             r.result.message,
             "spec.gitRepo: must not contain white space or control characters; accepted: an https://, http://, \
-             ssh:// or git:// URL with a host and a path, or scp-like user@host:path"
+             ssh:// or git:// URL with a host and a path, or scp-like [user@]host:path"
         );
     }
 
