@@ -22,3 +22,8 @@ cargo build --workspace --bins --locked
 
 step "cargo test (unit, HTTP/TLS, and end-to-end against kube-apiserver)"
 cargo test --workspace --locked "$@"
+
+if [ $# -eq 0 ]; then
+  step "a short pass of the webhook stress command (it prints figures and asserts none)"
+  scripts/bench.sh stress --short
+fi

@@ -13,6 +13,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 use website_crd::{GROUP, Violation, Website, WebsiteSpec};
 
+use crate::log::Untrusted;
 use crate::schema::SchemaValidator;
 
 /// What the webhook needs to judge a request.
@@ -42,7 +43,7 @@ fn is_website(kind: &GroupVersionKind) -> bool {
 fn judged(req: &AdmissionRequest<DynamicObject>) -> bool {
     if !is_website(&req.kind) {
         warn!(
-            uid = %req.uid, group = %req.kind.group, kind = %req.kind.kind,
+            uid = %Untrusted(&req.uid), group = %Untrusted(&req.kind.group), kind = %Untrusted(&req.kind.kind),
             "admitting an object of a kind this webhook does not judge; check the webhook configuration's rules"
         );
         return false;
@@ -69,7 +70,7 @@ fn read(req: &AdmissionRequest<DynamicObject>) -> Result<Option<Subject>, String
     let object = req.object.as_ref().ok_or("the request carries no object")?;
     let untouched = |reason: &str| {
         let name = display_name(req);
-        info!(uid = %req.uid, namespace = req.namespace.as_deref(), name = %name, reason, "admitted untouched");
+        info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), reason, "admitted untouched");
     };
     // Blocking or patching it could only keep it from going away, e.g. when its last finalizer is removed.
     if object.metadata.deletion_timestamp.is_some() {
@@ -123,11 +124,12 @@ pub fn validate(rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> Admissi
         if !warnings.is_empty() {
             response.warnings = Some(warnings);
         }
-        info!(uid = %req.uid, namespace = req.namespace.as_deref(), name = %name, dry_run = req.dry_run, "admitted");
+        info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, "admitted");
         return response;
     }
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-    info!(uid = %req.uid, namespace = req.namespace.as_deref(), name = %name, dry_run = req.dry_run, ?fields, "denied");
+    let fields = fields.join(",");
+    info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, fields = %Untrusted(&fields), "denied");
     deny_invalid(response, req, &name, &violations)
 }
 
@@ -256,7 +258,7 @@ pub fn denial_message(violations: &[Violation]) -> String {
 }
 
 fn deny_malformed(response: AdmissionResponse, reason: &str) -> AdmissionResponse {
-    warn!(uid = %response.uid, reason, "malformed admission request");
+    warn!(uid = %Untrusted(&response.uid), reason = %Untrusted(reason), "malformed admission request");
     let mut response = response.deny(format!("malformed admission request: {reason}"));
     response.result.code = 400;
     response.result.reason = "BadRequest".into();
@@ -283,7 +285,7 @@ pub fn mutate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         return response;
     }
     let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
-    info!(uid = %req.uid, namespace = req.namespace.as_deref(), name = %display_name(req), ?paths, "defaulting");
+    info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), ?paths, "defaulting");
     match response.clone().with_patch(patch) {
         Ok(patched) => patched,
         Err(e) => deny_malformed(response, &format!("failed to encode the defaulting patch: {e}")),

@@ -6,6 +6,8 @@
 //! [`self_managed`] keeps the webhook's own CA and certificate in a Secret and its CA in the webhook configurations.
 
 pub mod admission;
+pub mod capacity;
+pub mod log;
 pub use admission::Rules;
 pub mod readiness;
 pub mod schema;

@@ -3,7 +3,8 @@
 //! Admission routes answer every AdmissionReview with HTTP 200 and an AdmissionReview, allowed or not.
 //! Only requests that are not AdmissionReviews at all get an HTTP error: 400 for a body that is not JSON,
 //! not an `admission.k8s.io/v1` AdmissionReview or without a `request`; 413 for a body over the size limit;
-//! 405 for a method other than POST.
+//! 408 for a body not received within the deadline; 429 when the webhook holds as many bytes as it may (see
+//! [`crate::capacity`]); 405 for a method other than POST.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use base64::Engine as _;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND};
@@ -19,6 +20,8 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::admission::{self, Rules};
+use crate::capacity::{self, Capacity, Limits};
+use crate::log::Untrusted;
 use crate::readiness::Readiness;
 use crate::settings::Settings;
 use crate::tls::{self, ReloadingCertResolver};
@@ -70,15 +73,28 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Revi
     review.try_into().map_err(|_| ReviewError::MissingRequest)
 }
 
-fn answer(
-    body: &[u8],
+async fn answer(
+    capacity: web::Data<Capacity>,
+    request: HttpRequest,
+    payload: web::Payload,
     route: &str,
     judge: impl FnOnce(&AdmissionRequest<DynamicObject>) -> kube::core::admission::AdmissionResponse,
 ) -> HttpResponse {
-    match parse_review(body) {
+    let capacity = capacity.into_inner();
+    let (body, _reservation) = match capacity::read_body(&capacity, request.headers(), payload).await {
+        Ok(read) => read,
+        Err(error) => {
+            // Under attack this happens thousands of times a second: log it at most once a second.
+            if capacity.should_log_refusal() {
+                warn!(%error, route, refused_so_far = capacity.refused(), "not reading a request body");
+            }
+            return error.error_response();
+        }
+    };
+    match parse_review(&body) {
         Ok(request) => HttpResponse::Ok().json(encode_review(judge(&request))),
         Err(error) => {
-            warn!(%error, route, "rejecting a request that is not an AdmissionReview");
+            warn!(error = %Untrusted(&error.to_string()), route, "rejecting a request that is not an AdmissionReview");
             error.error_response()
         }
     }
@@ -99,12 +115,17 @@ pub fn encode_review(response: AdmissionResponse) -> Value {
     review
 }
 
-async fn validate(rules: web::Data<Rules>, body: web::Bytes) -> HttpResponse {
-    answer(&body, "/validate", |req| admission::validate(&rules, req))
+async fn validate(
+    rules: web::Data<Rules>,
+    capacity: web::Data<Capacity>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    answer(capacity, request, payload, "/validate", |req| admission::validate(&rules, req)).await
 }
 
-async fn mutate(body: web::Bytes) -> HttpResponse {
-    answer(&body, "/mutate", admission::mutate)
+async fn mutate(capacity: web::Data<Capacity>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    answer(capacity, request, payload, "/mutate", admission::mutate).await
 }
 
 async fn healthz() -> HttpResponse {
@@ -133,9 +154,10 @@ pub fn health_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(readyz)));
 }
 
-/// Application state shared by every worker: the rules (with their compiled schema) and the body limit.
-pub fn app_data(max_body_bytes: usize) -> (web::Data<Rules>, web::PayloadConfig) {
-    (web::Data::new(Rules::new()), web::PayloadConfig::new(max_body_bytes))
+/// Application state shared by every worker: the rules (with their compiled schema) and the budget of bytes in
+/// flight.
+pub fn app_data(limits: Limits) -> (web::Data<Rules>, web::Data<Capacity>) {
+    (web::Data::new(Rules::new()), web::Data::new(Capacity::new(limits)))
 }
 
 /// The running webhook: its listeners, bound, and the certificate reloader.
@@ -164,20 +186,22 @@ impl Application {
         let tls_config = tls::server_config(resolver.clone())?;
         let listener = bind(settings.listen_addr)?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
-        let (rules, payload) = app_data(settings.max_body_bytes);
-        let readiness =
-            if settings.self_managed.enabled { Readiness::awaiting_trust() } else { Readiness::trusted() };
+        let (rules, capacity) = app_data(settings.limits());
+        let readiness = if settings.self_managed.enabled { Readiness::awaiting_trust() } else { Readiness::trusted() };
         let ready = web::Data::new(readiness.clone());
         let shutdown = settings.shutdown_timeout_seconds;
         let admission_ready = ready.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(rules.clone())
-                .app_data(payload.clone())
+                .app_data(capacity.clone())
                 .app_data(admission_ready.clone())
                 .configure(admission_routes)
         })
-        .shutdown_timeout(shutdown);
+        .shutdown_timeout(shutdown)
+        // A client gets as long for its headers as for its body; then the connection is closed.
+        .client_request_timeout(settings.limits().body_timeout)
+        .max_connections(settings.max_connections_per_worker());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }

@@ -35,6 +35,21 @@ pub struct Settings {
     #[arg(long, env = "WEBHOOK_MAX_BODY_BYTES", default_value_t = 3 * 1024 * 1024 + 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Request bodies held at once by all requests together, in bytes; a large request beyond it gets HTTP 429 at
+    /// once. Requests of at most 64 KiB, what the API server sends for an ordinary Website, may use a reserve of
+    /// an eighth more.
+    #[arg(long, env = "WEBHOOK_MAX_INFLIGHT_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(65536..=(1u64 << 34)))]
+    pub max_inflight_bytes: u64,
+
+    /// Seconds a client gets for a request's headers, and again for its body; then the connection is closed (408
+    /// for a body). Keep it below the webhook configurations' timeoutSeconds.
+    #[arg(long, env = "WEBHOOK_BODY_TIMEOUT_SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub body_timeout_seconds: u64,
+
+    /// Open connections, shared among the workers; more wait until one closes.
+    #[arg(long, env = "WEBHOOK_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
+
     /// HTTP worker threads per listener (default: one per CPU).
     #[arg(long, env = "WEBHOOK_WORKERS")]
     pub workers: Option<usize>,
@@ -67,6 +82,23 @@ impl Settings {
         CertificateFiles { cert: self.tls_cert_file.clone(), key: self.tls_key_file.clone() }
     }
 
+    /// The limits on request bodies.
+    pub fn limits(&self) -> crate::capacity::Limits {
+        crate::capacity::Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_inflight_bytes: usize::try_from(self.max_inflight_bytes).unwrap_or(usize::MAX),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_seconds),
+        }
+    }
+
+    /// `--max-connections` divided among the workers, at least one each.
+    pub fn max_connections_per_worker(&self) -> usize {
+        let workers =
+            self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+        let total = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
+        total.div_ceil(workers).max(1)
+    }
+
     /// Settings for tests: both listeners on free loopback ports.
     pub fn for_tests(files: &CertificateFiles) -> Self {
         Self {
@@ -76,6 +108,9 @@ impl Settings {
             tls_key_file: files.key.clone(),
             tls_reload_interval_seconds: 1,
             max_body_bytes: 3 * 1024 * 1024 + 64 * 1024,
+            max_inflight_bytes: 16 * 1024 * 1024,
+            body_timeout_seconds: 3,
+            max_connections: 2048,
             workers: Some(1),
             shutdown_timeout_seconds: 1,
             log_format: LogFormat::Text,

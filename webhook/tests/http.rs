@@ -7,7 +7,10 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{App, test};
 use base64::Engine as _;
 use serde_json::{Value, json};
+use std::time::Duration;
 use support::{UID, body, create, review, website};
+
+use website_webhook::capacity::Limits;
 use website_webhook::server::{admission_routes, app_data};
 
 /// The binary's default limit.
@@ -15,8 +18,9 @@ const DEFAULT_LIMIT: usize = 3 * 1024 * 1024 + 64 * 1024;
 
 /// Status, `Content-Type` and body of one request to an app built with a `limit`-byte body limit.
 async fn call(limit: usize, method: Method, path: &str, payload: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
-    let (rules, payload_config) = app_data(limit);
-    let app = test::init_service(App::new().app_data(rules).app_data(payload_config).configure(admission_routes)).await;
+    let limits = Limits { max_body_bytes: limit, max_inflight_bytes: 16 << 20, body_timeout: Duration::from_secs(3) };
+    let (rules, capacity) = app_data(limits);
+    let app = test::init_service(App::new().app_data(rules).app_data(capacity).configure(admission_routes)).await;
     let request = test::TestRequest::default()
         .method(method)
         .uri(path)
