@@ -1,9 +1,10 @@
 //! `/healthz` and `/readyz` over plain HTTP, for the kubelet's probes.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -14,30 +15,87 @@ use tracing::{debug, info};
 
 use crate::{Error, Result};
 
-/// Whether the controller has synced its caches and is reconciling.
+/// Whether the controller is ready: its Website cache has synced, and none of its watches is failing.
+///
+/// A watch that fails (the API server is unreachable, or the controller's RBAC was revoked) makes the controller
+/// not ready until that watch delivers an event again, or a probe finds the kind readable again (a resumed watch
+/// delivers nothing until something changes); kube-runtime keeps retrying the watch with backoff.
 #[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<State>);
+
+#[derive(Debug, Default)]
+struct State {
+    synced: AtomicBool,
+    /// How many watches are failing; the fast path of every event reads only this.
+    failing: AtomicUsize,
+    /// The failing watches and their last error.
+    errors: Mutex<BTreeMap<&'static str, String>>,
+}
 
 impl Readiness {
-    /// Marks the controller ready.
+    /// Marks the Website cache synced.
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.synced.store(true, Ordering::Release);
+    }
+
+    /// Records that the watch of `kind` failed with `error`.
+    pub fn watch_failed(&self, kind: &'static str, error: String) {
+        let mut errors = self.errors();
+        if errors.insert(kind, error).is_none() {
+            self.0.failing.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Records that the watch of `kind` delivered an event.
+    pub fn watch_ok(&self, kind: &'static str) {
+        if self.0.failing.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        if self.errors().remove(kind).is_some() {
+            self.0.failing.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The kinds whose watch is failing now.
+    pub fn failing_watches(&self) -> Vec<&'static str> {
+        if self.0.failing.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        self.errors().keys().copied().collect()
     }
 
     /// Whether the controller is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.synced.load(Ordering::Acquire) && self.0.failing.load(Ordering::Acquire) == 0
+    }
+
+    /// Why the controller is not ready, if it is not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if !self.0.synced.load(Ordering::Acquire) {
+            return Some("caches not synced yet".into());
+        }
+        let errors = self.errors();
+        (!errors.is_empty()).then(|| {
+            let failing: Vec<String> = errors.iter().map(|(kind, e)| format!("watch of {kind} failing: {e}")).collect();
+            failing.join("; ")
+        })
+    }
+
+    fn errors(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+        self.0.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 fn respond(path: &str, readiness: &Readiness) -> Response<Full<Bytes>> {
     let (status, body) = match path {
-        "/healthz" => (StatusCode::OK, "ok"),
-        "/readyz" if readiness.is_ready() => (StatusCode::OK, "ok"),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet"),
-        _ => (StatusCode::NOT_FOUND, "not found; try /healthz or /readyz"),
+        "/healthz" => (StatusCode::OK, "ok".to_owned()),
+        "/readyz" => match readiness.not_ready_reason() {
+            None => (StatusCode::OK, "ok".to_owned()),
+            Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+        },
+        _ => (StatusCode::NOT_FOUND, "not found; try /healthz or /readyz".to_owned()),
     };
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
 }
@@ -84,5 +142,29 @@ mod tests {
         readiness.set_ready();
         assert_eq!(respond("/readyz", &readiness).status(), StatusCode::OK);
         assert_eq!(respond("/metrics", &readiness).status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_failing_watch_makes_the_controller_unready_until_it_delivers_again() {
+        let readiness = Readiness::default();
+        readiness.set_ready();
+        readiness.watch_failed("Deployment", "deployments.apps is forbidden".into());
+        readiness.watch_failed("Deployment", "deployments.apps is forbidden".into());
+        readiness.watch_failed("Service", "connection refused".into());
+        assert!(!readiness.is_ready());
+        assert_eq!(
+            readiness.not_ready_reason().as_deref(),
+            Some(
+                "watch of Deployment failing: deployments.apps is forbidden; watch of Service failing: connection refused"
+            )
+        );
+        assert_eq!(respond("/readyz", &readiness).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readiness.failing_watches(), ["Deployment", "Service"]);
+        readiness.watch_ok("Deployment");
+        readiness.watch_ok("ConfigMap");
+        assert!(!readiness.is_ready(), "the Service watch still fails");
+        readiness.watch_ok("Service");
+        assert!(readiness.is_ready());
+        assert_eq!(respond("/healthz", &readiness).status(), StatusCode::OK, "alive throughout");
     }
 }

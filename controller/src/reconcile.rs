@@ -11,10 +11,12 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Span, debug, field, info, instrument, warn};
@@ -263,6 +265,75 @@ pub fn error_policy(website: Arc<Website>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(delay)
 }
 
+type Probe = (&'static str, Box<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>);
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()) {
+        std::borrow::Cow::Borrowed(kind) => kind,
+        std::borrow::Cow::Owned(_) => "object",
+    }
+}
+
+/// A cheap read of kind `K` with the watch's permissions: whether the API server lets the controller read it.
+fn probe<K>(api: Api<K>) -> Probe
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let check = move || {
+        let api = api.clone();
+        Box::pin(async move { api.list_metadata(&ListParams::default().limit(1)).await.is_ok() })
+            as futures::future::BoxFuture<'static, bool>
+    };
+    (kind_name::<K>(), Box::new(check))
+}
+
+/// Every few seconds, probes the kinds whose watch failed, and marks them recovered once they can be read again.
+async fn probe_failing_watches(probes: Vec<Probe>, readiness: Readiness) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for kind in readiness.failing_watches() {
+            if let Some((_, check)) = probes.iter().find(|(k, _)| *k == kind)
+                && check().await
+            {
+                info!(kind, "watch recovered");
+                readiness.watch_ok(kind);
+            }
+        }
+    }
+}
+
+/// A watch event observer that keeps `readiness` informed about the watch of `K`, and logs its errors.
+fn observe<K, E>(readiness: &Readiness) -> impl FnMut(&std::result::Result<E, watcher::Error>) + Send + 'static
+where
+    K: Resource<DynamicType = ()>,
+{
+    let readiness = readiness.clone();
+    let kind = kind_name::<K>();
+    move |event| match event {
+        Ok(_) => readiness.watch_ok(kind),
+        Err(error) => {
+            warn!(kind, %error, "watch failed; retrying with backoff, not ready until it recovers");
+            readiness.watch_failed(kind, error.to_string());
+        }
+    }
+}
+
+/// The metadata of the children of kind `K` that the controller labelled, as reconcile triggers.
+fn owned<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: &watcher::Config,
+    readiness: &Readiness,
+) -> impl futures::Stream<Item = std::result::Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    watcher::watcher(api, config.clone()).inspect(observe::<K, _>(readiness)).default_backoff().touched_objects()
+}
+
 /// Runs the controller until SIGTERM or SIGINT.
 ///
 /// # Errors
@@ -280,17 +351,30 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     let ns = settings.namespace.as_deref();
     let websites: Api<Website> = api(&client, ns);
     websites.list(&ListParams::default().limit(1)).await.map_err(Error::CrdNotReady)?;
+    let (store, writer) = reflector::store();
+    let watch = watcher::Config::default().timeout(settings.watch_timeout_seconds);
+    let main = reflector(writer, watcher::watcher(websites, watch.clone()))
+        .inspect(observe::<Website, _>(&readiness))
+        .default_backoff()
+        .applied_objects();
     // Only the children the controller labelled: it never watches objects it does not own.
-    let children = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    let mut controller = Controller::new(websites, watcher::Config::default())
-        .owns(api::<ConfigMap>(&client, ns), children.clone())
-        .owns(api::<Deployment>(&client, ns), children.clone())
-        .owns(api::<Service>(&client, ns), children.clone());
+    let children = watch.labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    let mut controller = Controller::for_stream(main, store)
+        .owns_stream(owned::<ConfigMap>(api(&client, ns), &children, &readiness))
+        .owns_stream(owned::<Deployment>(api(&client, ns), &children, &readiness))
+        .owns_stream(owned::<Service>(api(&client, ns), &children, &readiness));
     if settings.children.egress_network_policy {
-        controller = controller.owns(api::<NetworkPolicy>(&client, ns), children);
+        controller = controller.owns_stream(owned::<NetworkPolicy>(api(&client, ns), &children, &readiness));
     }
     let controller =
         controller.with_config(ControllerConfig::default().concurrency(settings.concurrency)).shutdown_on_signal();
+    let mut probes = vec![probe::<Website>(api(&client, ns)), probe::<ConfigMap>(api(&client, ns))];
+    probes.push(probe::<Deployment>(api(&client, ns)));
+    probes.push(probe::<Service>(api(&client, ns)));
+    if settings.children.egress_network_policy {
+        probes.push(probe::<NetworkPolicy>(api(&client, ns)));
+    }
+    tokio::spawn(probe_failing_watches(probes, readiness.clone()));
     let store = controller.store();
     tokio::spawn(async move {
         // The store's readiness signal wakes only the last task that polled it, and the controller itself

@@ -19,6 +19,11 @@ pub struct Settings {
     #[arg(long, env = "WEBSITE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
+    /// Seconds after which the API server ends each watch, which the controller then resumes. A resumed watch is
+    /// authorized anew, so this also bounds how long a revoked permission goes unnoticed by `/readyz`.
+    #[arg(long, env = "WEBSITE_WATCH_TIMEOUT_SECONDS", default_value_t = 290, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub watch_timeout_seconds: u32,
+
     /// Log format.
     #[arg(long, env = "WEBSITE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -505,3 +505,78 @@ async fn the_operator_can_give_each_website_an_egress_network_policy() -> Result
     ensure!(except == &json!(["127.0.0.0/8", "169.254.0.0/16", "10.96.0.0/16"]), "{spec}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_controller_is_not_ready_while_a_watch_fails_and_ready_again_once_it_recovers() -> Result<()> {
+    let cp = website_e2e::ControlPlane::start(ControlPlaneOptions { controller_manager: false, ..Default::default() })
+        .await?;
+    let _op = Operator::start(&cp, OperatorOptions { webhook: false, controller: false, ..OperatorOptions::default() })
+        .await?;
+    // The controller runs as a user of its own, with the chart's rules for it.
+    let user = "website-controller-e2e";
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": user},
+        "rules": [
+            {"apiGroups": ["extensions.example.com"], "resources": ["websites"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["extensions.example.com"], "resources": ["websites/status"], "verbs": ["patch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
+            {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": ["get", "list", "watch", "create", "patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]})
+    .to_string();
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+    .to_string();
+    cp.kubectl_with_stdin(&["create", "-f", "-"], Some(&role)).await?.ensure_success()?;
+    cp.kubectl_with_stdin(&["create", "-f", "-"], Some(&binding)).await?.ensure_success()?;
+    // The admin's credentials, impersonating that user: RBAC then judges the user.
+    let ca = cp.state_dir().join("controller-e2e-ca.crt");
+    std::fs::write(&ca, cp.ca_pem())?;
+    let kubeconfig = cp.state_dir().join("controller-e2e.kubeconfig");
+    let config = json!({"apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+        "clusters": [{"name": "e2e", "cluster": {"server": cp.server_url(), "certificate-authority": ca}}],
+        "users": [{"name": "e2e", "user": {"token": cp.token(), "as": user}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e"}}]});
+    std::fs::write(&kubeconfig, config.to_string())?;
+    let health = std::net::SocketAddr::from(([127, 0, 0, 1], website_e2e::free_port()?));
+    let mut command = std::process::Command::new(website_e2e::operator::binary("website-controller")?);
+    command
+        .arg(format!("--health-addr={health}"))
+        .arg("--watch-timeout-seconds=2")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info");
+    let mut controller = cp.spawn("website-controller-restricted", command)?;
+    controller.wait_for_port(health, Duration::from_secs(30)).await?;
+    let readyz = async || website_e2e::operator::http_get_status(health, "/readyz").await;
+    eventually(TIMEOUT, async || {
+        let code = readyz().await?;
+        ensure!(code == 200, "/readyz answered {code}");
+        Ok(())
+    })
+    .await
+    .with_context(|| controller.log_tail(20))?;
+
+    // Revoked: every resumed watch is refused.
+    cp.kubectl(&["delete", "clusterrolebinding", user]).await?.ensure_success()?;
+    eventually(TIMEOUT, async || {
+        let code = readyz().await?;
+        ensure!(code == 503, "/readyz answered {code}");
+        Ok(())
+    })
+    .await
+    .with_context(|| controller.log_tail(20))?;
+    let log = controller.log_tail(200);
+    ensure!(log.contains("WARN") && log.contains("watch failed"), "no warning about the failing watch:\n{log}");
+    ensure!(website_e2e::operator::http_get_status(health, "/healthz").await? == 200, "alive while not ready");
+
+    // Restored: the watches recover (after their backoff) and so does readiness.
+    cp.kubectl_with_stdin(&["create", "-f", "-"], Some(&binding)).await?.ensure_success()?;
+    eventually(Duration::from_secs(120), async || {
+        let code = readyz().await?;
+        ensure!(code == 200, "/readyz answered {code}");
+        Ok(())
+    })
+    .await
+    .with_context(|| controller.log_tail(60))?;
+    Ok(())
+}

@@ -63,9 +63,8 @@ async fn until_closed<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String
 async fn a_body_that_never_finishes_gets_408_and_the_connection_closed() {
     let certs = CertDir::new();
     let server = Running::start(settings(&certs));
-    let mut stream = tls_connect(server.port, certs.pki.client(&[&rustls::version::TLS13]), "localhost")
-        .await
-        .expect("connected");
+    let mut stream =
+        tls_connect(server.port, certs.pki.client(&[&rustls::version::TLS13]), "localhost").await.expect("connected");
     start_request(&mut stream, 2000, 10).await;
     let answer = until_closed(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -77,9 +76,8 @@ async fn a_body_that_never_finishes_gets_408_and_the_connection_closed() {
 async fn headers_that_never_finish_get_the_connection_closed() {
     let certs = CertDir::new();
     let server = Running::start(settings(&certs));
-    let mut stream = tls_connect(server.port, certs.pki.client(&[&rustls::version::TLS13]), "localhost")
-        .await
-        .expect("connected");
+    let mut stream =
+        tls_connect(server.port, certs.pki.client(&[&rustls::version::TLS13]), "localhost").await.expect("connected");
     stream.write_all(b"POST /validate HTTP/1.1\r\nHost: local").await.expect("part of the headers sent");
     stream.flush().await.expect("flushed");
     let answer = until_closed(&mut stream).await;
@@ -119,9 +117,8 @@ async fn large_bodies_beyond_the_budget_get_429_at_once_and_a_small_review_is_st
 async fn a_body_announced_over_the_limit_gets_413_before_it_is_sent() {
     let certs = CertDir::new();
     let server = Running::start(Settings { max_body_bytes: 10_000, ..settings(&certs) });
-    let mut stream = tls_connect(server.port, certs.pki.client(&[&rustls::version::TLS13]), "localhost")
-        .await
-        .expect("connected");
+    let mut stream =
+        tls_connect(server.port, certs.pki.client(&[&rustls::version::TLS13]), "localhost").await.expect("connected");
     start_request(&mut stream, 50_000, 0).await;
     let answer = until_closed(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
