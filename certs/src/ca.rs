@@ -361,7 +361,8 @@ fn validate_common_name(name: &str) -> Result<()> {
 }
 
 /// PEM encoding of a DER certificate, in the same layout rcgen produces (64-column base64, LF).
-fn certificate_pem(der: &[u8]) -> String {
+#[must_use]
+pub fn certificate_pem(der: &[u8]) -> String {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let mut pem = String::with_capacity(body.len() + body.len() / 64 + 64);

@@ -158,6 +158,20 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The renewal policy contradicts itself, e.g. a certificate would be renewed as soon as it is issued.
+    #[error("failed to accept the renewal policy: {reason}")]
+    InvalidPolicy {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A rotation plan was carried out on other inputs than it was made from (a bug in the caller).
+    #[error("failed to carry out the rotation plan: {reason}")]
+    InconsistentPlan {
+        /// What the plan needed and did not get.
+        reason: &'static str,
+    },
+
     /// A filesystem operation failed.
     #[error("failed to {action} {}", path.display())]
     Io {

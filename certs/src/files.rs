@@ -109,6 +109,24 @@ pub fn write_files_with_ca_key(
     write_set(dir, ca_cert_pem, Some(ca_key_pem), tls_cert_pem, tls_key_pem, overwrite)
 }
 
+/// Replaces the file at `path` with `contents` (mode `mode` before the umask), atomically: the contents are
+/// written in full to a temporary file next to it and renamed over it, so a reader sees the old file or the new
+/// one, never half of one. Does nothing when the file already holds `contents`. Returns whether it wrote.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the directory cannot be created or the file cannot be written or renamed.
+pub fn replace_file(path: &Path, contents: &str, mode: u32) -> Result<bool> {
+    if fs::read(path).is_ok_and(|current| current == contents.as_bytes()) {
+        return Ok(false);
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|source| Error::Io { action: "create directory", path: dir.to_owned(), source })?;
+    replace_all(dir, &[Planned { path: path.to_owned(), contents, mode }])?;
+    sync_dir(dir)?;
+    Ok(true)
+}
+
 struct Planned<'a> {
     path: PathBuf,
     contents: &'a str,

@@ -10,7 +10,10 @@
 //!   ([`service_dns_names`]), extra DNS names and IP addresses
 //!   ([`CertificateAuthority::issue_serving`]);
 //! - the `caBundle` value ([`ca_bundle_base64`]);
-//! - writing `ca.crt`, `tls.crt` and `tls.key` safely ([`write_files`]).
+//! - writing `ca.crt`, `tls.crt` and `tls.key` safely ([`write_files`], [`replace_file`]);
+//! - reading certificates back ([`inspect`]);
+//! - deciding when a kept CA and serving certificate are renewed, in a way that never makes a client distrust
+//!   the certificate being served ([`rotation`]; the webhook's `--self-managed-certs` mode runs it).
 //!
 //! The `website-certs` binary wraps this for scripts: it writes the files and prints the
 //! `caBundle` on stdout, e.g. `CA_BUNDLE=$(website-certs --out-dir certs --service
@@ -57,7 +60,9 @@ compile_error!("website-certs sets Unix file permissions and supports Unix targe
 mod ca;
 mod error;
 mod files;
+pub mod inspect;
 mod names;
+pub mod rotation;
 mod validity;
 
 use base64::Engine as _;
@@ -65,7 +70,8 @@ use base64::Engine as _;
 pub use ca::{CertificateAuthority, ServingCertificate};
 pub use error::{Error, Result};
 pub use files::{
-    CA_CERT_FILE, CA_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE, WrittenFiles, write_files, write_files_with_ca_key,
+    CA_CERT_FILE, CA_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE, WrittenFiles, replace_file, write_files,
+    write_files_with_ca_key,
 };
 pub use names::{
     CLUSTER_DOMAIN, MAX_DNS_LABEL_LEN, MAX_DNS_NAME_LEN, SubjectName, service_dns_names, validate_dns_name,

@@ -33,6 +33,9 @@
 //! are looked up (`KUBEBUILDER_ASSETS` first). Set `WEBSITE_E2E_KEEP_STATE=1` to keep the state
 //! directories (logs, kubeconfig) of finished control planes.
 //!
+//! The webhook's self-managed certificates (the Helm chart installed, webhook replicas run as its ServiceAccount)
+//! have helpers of their own in [`self_managed`].
+//!
 //! Processes cannot outlive the test binary: besides drop, a watchdog kills them when the test
 //! binary dies in any way (see [`process`]).
 
@@ -41,6 +44,7 @@ pub mod control_plane;
 pub mod helm;
 pub mod operator;
 pub mod process;
+pub mod self_managed;
 
 use std::time::Duration;
 

@@ -523,23 +523,41 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&controller, "create", "networkpolicies.networking.k8s.io", apps, false),
         (&controller, "delete", "namespaces", None, false),
         (&controller, "patch", &validating, None, false),
+        // Its Secret, by name: read and watched, updated with the resourceVersion read, and created by
+        // server-side apply (a PATCH naming it) when deleted.
         (&webhook, "get", &secret, ns, true),
+        (&webhook, "list", &secret, ns, true),
+        (&webhook, "watch", &secret, ns, true),
+        (&webhook, "create", &secret, ns, true),
         (&webhook, "update", &secret, ns, true),
         (&webhook, "patch", &secret, ns, true),
         (&webhook, "delete", &secret, ns, false),
         (&webhook, "get", "secrets", ns, false),
         (&webhook, "list", "secrets", ns, false),
+        (&webhook, "watch", "secrets", ns, false),
+        // A POST create names no object, so no resourceNames rule allows it.
         (&webhook, "create", "secrets", ns, false),
         (&webhook, "get", "secrets/other", ns, false),
+        (&webhook, "create", "secrets/other", ns, false),
+        (&webhook, "patch", "secrets/other", ns, false),
         (&webhook, "get", &secret, Some("default"), false),
+        (&webhook, "create", &secret, Some("default"), false),
+        // Its two configurations, by name: read, watched, and their caBundle patched.
         (&webhook, "get", &validating, None, true),
+        (&webhook, "list", &validating, None, true),
+        (&webhook, "watch", &validating, None, true),
         (&webhook, "patch", &validating, None, true),
         (&webhook, "get", &mutating, None, true),
+        (&webhook, "list", &mutating, None, true),
+        (&webhook, "watch", &mutating, None, true),
         (&webhook, "patch", &mutating, None, true),
         (&webhook, "delete", &validating, None, false),
         (&webhook, "update", &mutating, None, false),
+        (&webhook, "create", &mutating, None, false),
         (&webhook, "list", "validatingwebhookconfigurations", None, false),
+        (&webhook, "watch", "mutatingwebhookconfigurations", None, false),
         (&webhook, "patch", "validatingwebhookconfigurations/someone-elses", None, false),
+        (&webhook, "watch", "validatingwebhookconfigurations/someone-elses", None, false),
         (&webhook, "get", "websites.extensions.example.com", apps, false),
         (&webhook, "create", "pods", ns, false),
     ];
@@ -582,6 +600,9 @@ async fn an_expiring_self_managed_ca_is_rotated_without_a_failed_request() -> Re
         // Any CA younger than this is due for rotation: the one below is.
         "--set",
         "certificates.selfManaged.caRenewBeforeDays=3",
+        // Phase two once the new CA has been in both caBundles for this long.
+        "--set",
+        "certificates.selfManaged.caRotationGraceSeconds=5",
     ])
     .await?
     .ensure_success()?;
@@ -612,8 +633,8 @@ async fn an_expiring_self_managed_ca_is_rotated_without_a_failed_request() -> Re
     .with_context(|| webhook.log_tail(20))?;
     ensure!(secret_field(&cp, "ca.crt").await?.map(|c| c.trim().to_owned()) == Some(new_pem.clone()));
 
-    // Phase two, a check interval later: a certificate of the new CA is served. Every request on the way is
-    // answered by the webhook: no TLS failure at any point.
+    // Phase two, once the new CA has been in both caBundles for the grace period: a certificate of the new CA is
+    // served. Every request on the way is answered by the webhook: no TLS failure at any point.
     let mut requests = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut phase_two_seen = None;

@@ -32,17 +32,15 @@ async fn run(settings: &Settings) -> website_webhook::Result<()> {
         let client = kube::Client::try_default()
             .await
             .map_err(|source| self_managed::Error::Kube { action: "connect to the API server".into(), source })?;
-        let keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?;
-        let ready = keeper.prepare_until_ready().await;
-        Some((keeper, ready))
+        let mut keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?;
+        keeper.prepare().await;
+        Some(keeper)
     } else {
         None
     };
     let app = Application::build(settings)?;
-    let keeping = keeper.map(|(keeper, ready)| {
-        app.readiness().set_trusted(ready);
-        tokio::spawn(keeper.run(ready))
-    });
+    // The keeper says when the API server trusts the certificate being served, and when it stops trusting it.
+    let keeping = keeper.map(|keeper| tokio::spawn(keeper.run(app.readiness())));
     let result = app.run_until_stopped().await;
     if let Some(task) = keeping {
         task.abort();
