@@ -671,3 +671,40 @@ async fn an_expiring_self_managed_ca_is_rotated_without_a_failed_request() -> Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn network_policies_admit_only_the_served_ports_from_the_configured_sources() -> Result<()> {
+    let chart = chart_arg();
+    let rendered = helm_offline(&["template", CHART_NAME, &chart, "-n", NAMESPACE]).await?.ensure_success()?;
+    let docs = documents(&rendered);
+    let webhook = document(&docs, &format!("NetworkPolicy/{WEBHOOK}"))?;
+    let controller = document(&docs, &format!("NetworkPolicy/{CONTROLLER}"))?;
+    // By default: the webhook's HTTPS port from any source (the API server's address differs per cluster), its
+    // health port from nobody but the kubelet, and nothing at all into the controller.
+    ensure!(webhook.contains("policyTypes: [Ingress]") && webhook.contains("- port: 8443"), "{webhook}");
+    ensure!(!webhook.contains("port: 8080") && !webhook.contains("from:"), "{webhook}");
+    ensure!(controller.contains("ingress: []"), "{controller}");
+
+    let narrowed = [
+        "networkPolicy.apiServerSources[0].ipBlock.cidr=10.0.0.0/24",
+        "networkPolicy.scrapeSources[0].namespaceSelector.matchLabels.team=monitoring",
+    ];
+    let mut args = vec!["template", CHART_NAME, chart.as_str(), "-n", NAMESPACE];
+    for value in &narrowed {
+        args.extend(["--set", value]);
+    }
+    let rendered = helm_offline(&args).await?.ensure_success()?;
+    let docs = documents(&rendered);
+    let webhook = document(&docs, &format!("NetworkPolicy/{WEBHOOK}"))?;
+    let controller = document(&docs, &format!("NetworkPolicy/{CONTROLLER}"))?;
+    ensure!(webhook.contains("- port: 8443") && webhook.contains("cidr: 10.0.0.0/24"), "{webhook}");
+    ensure!(webhook.contains("- port: 8080") && webhook.contains("team: monitoring"), "{webhook}");
+    ensure!(controller.contains("- port: 8081") && controller.contains("team: monitoring"), "{controller}");
+    ensure!(!controller.contains("8443"), "{controller}");
+
+    let off = helm_offline(&["template", CHART_NAME, &chart, "-n", NAMESPACE, "--set", "networkPolicy.enabled=false"])
+        .await?
+        .ensure_success()?;
+    ensure!(!off.contains("kind: NetworkPolicy"), "rendered although disabled");
+    Ok(())
+}
