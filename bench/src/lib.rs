@@ -8,6 +8,8 @@
 //! This library holds what the binaries share: a webhook process on test certificates, a TLS client, and memory
 //! readings from `/proc`.
 
+pub mod attack;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,13 +55,47 @@ pub fn mib(bytes: u64) -> String {
     format!("{m:.1} MiB")
 }
 
+/// Where a webhook serves, and how to reach it over TLS.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Its HTTPS address on loopback.
+    pub addr: SocketAddr,
+    /// A client configuration that trusts the webhook's CA.
+    pub client: Arc<ClientConfig>,
+}
+
+impl Endpoint {
+    /// An endpoint at `addr` whose certificate for `localhost` chains to `ca_pem`.
+    ///
+    /// # Errors
+    /// When `ca_pem` holds no usable certificate.
+    pub fn new(addr: SocketAddr, ca_pem: &str) -> Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let client = Arc::new(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
+        Ok(Self { addr, client })
+    }
+
+    /// Opens a TLS connection to the webhook.
+    ///
+    /// # Errors
+    /// When the connection or the handshake fails.
+    pub async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = ServerName::try_from("localhost").expect("a valid name").to_owned();
+        TlsConnector::from(self.client.clone()).connect(name, tcp).await
+    }
+}
+
 /// A webhook process serving on loopback with certificates of a CA made for the run. Killed on drop.
 pub struct Webhook {
     child: Child,
-    /// Its HTTPS address.
-    pub addr: SocketAddr,
-    /// A client configuration that trusts only the run's CA.
-    pub client: Arc<ClientConfig>,
+    /// Where it serves.
+    pub endpoint: Arc<Endpoint>,
     _dir: tempfile::TempDir,
 }
 
@@ -89,10 +125,7 @@ impl Webhook {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("failed to start {}", binary.display()))?;
-        let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes())?)?;
-        let client = Arc::new(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
-        let webhook = Self { child, addr, client, _dir: dir };
+        let webhook = Self { child, endpoint: Arc::new(Endpoint::new(addr, ca.cert_pem())?), _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(addr).is_err() {
             if Instant::now() > deadline {
@@ -106,17 +139,6 @@ impl Webhook {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Opens a TLS connection to the webhook.
-    ///
-    /// # Errors
-    /// When the connection or the handshake fails.
-    pub async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
-        let name = ServerName::try_from("localhost").expect("a valid name").to_owned();
-        TlsConnector::from(self.client.clone()).connect(name, tcp).await
     }
 }
 

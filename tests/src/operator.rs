@@ -188,6 +188,16 @@ impl Operator {
         format!("https://{}", self.webhook_addr)
     }
 
+    /// The webhook's HTTPS address on loopback.
+    pub fn webhook_addr(&self) -> SocketAddr {
+        self.webhook_addr
+    }
+
+    /// The webhook process's id, while it runs.
+    pub fn webhook_pid(&self) -> Option<u32> {
+        self.webhook.as_ref().map(ChildProcess::pid)
+    }
+
     /// The CA that signed the webhook's serving certificate, in PEM.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem

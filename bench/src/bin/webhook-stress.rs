@@ -12,14 +12,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
-use website_bench::{Webhook, mib, release_binary, review, rss};
+use website_bench::attack::{Counts, drip, exchange, large_sender};
+use website_bench::{Endpoint, Webhook, mib, release_binary, review, rss};
 
 #[derive(Parser, Debug)]
 #[command(name = "webhook-stress", about = "Measures the admission webhook under hostile load")]
@@ -53,116 +53,6 @@ struct Args {
     webhook_args: Vec<String>,
 }
 
-#[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    refused: AtomicU64,
-    too_large: AtomicU64,
-    other_status: AtomicU64,
-    io_errors: AtomicU64,
-}
-
-/// Sends one request and reads the status line and the whole response; returns the status code.
-async fn exchange<S>(stream: &mut S, body: &[u8]) -> std::io::Result<u16>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let head = format!(
-        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.flush().await?;
-    read_response(stream).await
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length body; returns its status code.
-async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<u16> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let mut have = buf.len() - end - 4;
-            while have < length {
-                let n = stream.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                have += n;
-            }
-            return Ok(status);
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-async fn large_sender(webhook: Arc<Webhook>, body: Arc<Vec<u8>>, counts: Arc<Counts>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(mut stream) = webhook.connect().await else {
-            counts.io_errors.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match exchange(&mut stream, &body).await {
-                Ok(200) => counts.ok.fetch_add(1, Ordering::Relaxed),
-                Ok(429 | 503) => counts.refused.fetch_add(1, Ordering::Relaxed),
-                Ok(413) => counts.too_large.fetch_add(1, Ordering::Relaxed),
-                Ok(_) => counts.other_status.fetch_add(1, Ordering::Relaxed),
-                Err(_) => {
-                    counts.io_errors.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-            };
-        }
-    }
-}
-
-/// Drips a body until the webhook answers or closes; returns how long it kept the connection after the headers.
-async fn drip(webhook: Arc<Webhook>, interval: Duration, stop: Arc<AtomicBool>) -> Option<Duration> {
-    let stream = webhook.connect().await.ok()?;
-    let (mut read, mut write) = tokio::io::split(stream);
-    let head = "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3000000\r\n\r\n";
-    write.write_all(head.as_bytes()).await.ok()?;
-    write.flush().await.ok()?;
-    let started = Instant::now();
-    let closed = async {
-        let mut buf = [0u8; 1024];
-        // An answer (e.g. 408) or the end of the stream both mean the webhook gave up on the body.
-        let _ = read.read(&mut buf).await;
-    };
-    let dripping = async {
-        loop {
-            tokio::time::sleep(interval).await;
-            if stop.load(Ordering::Relaxed) || write.write_all(b" ").await.is_err() || write.flush().await.is_err() {
-                break;
-            }
-        }
-        // Keep the connection open, without sending, until the webhook closes it or the run ends.
-        while !stop.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::select! {
-        () = closed => Some(started.elapsed()),
-        () = dripping => None,
-    }
-}
-
 struct Probe {
     sent: u64,
     failed: u64,
@@ -170,7 +60,7 @@ struct Probe {
     failures: Vec<String>,
 }
 
-async fn well_behaved(webhook: Arc<Webhook>, args: Arc<Args>, stop: Arc<AtomicBool>) -> Probe {
+async fn well_behaved(webhook: Arc<Endpoint>, args: Arc<Args>, stop: Arc<AtomicBool>) -> Probe {
     let body = review("705ab4f5-6393-11e8-b7cc-42010a800002", 1600);
     let mut probe = Probe { sent: 0, failed: 0, latencies: Vec::new(), failures: Vec::new() };
     let mut connection = None;
@@ -218,8 +108,9 @@ async fn main() -> Result<()> {
         Some(path) => path.clone(),
         None => release_binary("website-webhook")?,
     };
-    let webhook = Arc::new(Webhook::start(&binary, &args.webhook_args)?);
-    let pid = webhook.pid();
+    let process = Webhook::start(&binary, &args.webhook_args)?;
+    let pid = process.pid();
+    let webhook = process.endpoint.clone();
     // Warm up: one request, then the idle reading.
     let mut warm = webhook.connect().await?;
     exchange(&mut warm, &review("warm-up", 1600)).await?;
