@@ -1,12 +1,14 @@
 //! The `Website` custom resource, shared by the admission webhook and the controller.
 //!
 //! Start with [`Website`] and [`WebsiteSpec`] (the types), then [`defaults`] (what the mutating webhook fills
-//! in) and [`validate`] (what the validating webhook refuses). [`crd`] and [`crd_yaml`] give the
+//! in) and [`validate`] (what the validating webhook refuses); [`check_spec`] runs every rule, the CRD's JSON
+//! schema included, on a spec in JSON form. [`crd`] and [`crd_yaml`] give the
 //! CustomResourceDefinition; the `crdgen` binary writes it to `crds/website-crd.yaml`, and a test fails when
 //! that file is stale. Nothing here talks to a cluster: every function is pure.
 
 mod defaults;
 pub mod git;
+pub mod schema;
 mod types;
 mod validation;
 
@@ -14,6 +16,7 @@ pub use defaults::{
     DEFAULT_PORT, DEFAULT_REF, DEFAULT_REPLICAS, DEFAULT_SERVICE_TYPE, DEFAULT_SYNC_INTERVAL_SECONDS, EffectiveSpec,
     defaults,
 };
+pub use schema::check_spec;
 pub use types::{
     GIT_REPO_MAX_LEN, GROUP, PORT_RANGE, READY_CONDITION, REF_MAX_LEN, REPLICAS_RANGE, SYNC_INTERVAL_RANGE,
     ServiceType, VERSION, Website, WebsiteSpec, WebsiteStatus,

@@ -5,27 +5,32 @@
 //! the whole new spec. Everything else is admitted untouched: other kinds and operations, an UPDATE that leaves
 //! `spec` as it was (labels, annotations, finalizers, the garbage collector's own updates), even when the stored
 //! spec breaks today's rules, and an object that is being deleted. One function, `read`, decides this for both.
+//!
+//! The request is decoded once, by the server, into an `AdmissionRequest<DynamicObject>`: the object's metadata
+//! typed, its spec as JSON. The spec is then decoded into a [`WebsiteSpec`] straight from that JSON, and every rule
+//! runs on it ([`website_crd::check_spec`], shared with every other client of the rules).
 
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::{DynamicObject, GroupVersionKind};
+use serde::Deserialize as _;
 use serde_json::Value;
-use tracing::{info, warn};
-use website_crd::{GROUP, Violation, Website, WebsiteSpec};
+use tracing::{debug, info, warn};
+use website_crd::schema::SchemaValidator;
+use website_crd::{GROUP, Violation, WebsiteSpec};
 
 use crate::log::Untrusted;
-use crate::schema::SchemaValidator;
 
-/// What the webhook needs to judge a request.
+/// The rules of the `Website` version this build serves. The CRD's JSON schema they use is compiled once per
+/// process; making `Rules` compiles it, so that no request waits for it.
 #[derive(Debug)]
-pub struct Rules {
-    schema: SchemaValidator,
-}
+pub struct Rules(());
 
 impl Rules {
-    /// The rules of the `Website` version this build serves.
+    /// The rules, with the schema compiled.
     pub fn new() -> Self {
-        Self { schema: SchemaValidator::website() }
+        let _ = SchemaValidator::website();
+        Self(())
     }
 }
 
@@ -51,71 +56,75 @@ fn judged(req: &AdmissionRequest<DynamicObject>) -> bool {
     matches!(req.operation, Operation::Create | Operation::Update)
 }
 
-/// What the rules judge: the new object and, on UPDATE, the stored one it replaces.
+/// What the rules judge: the new object's spec and, on UPDATE, the stored spec it replaces.
 #[derive(Debug)]
-struct Subject {
-    /// The object as it would be stored, in JSON form.
-    object: Value,
-    /// The stored object, in JSON form, on UPDATE; `None` on CREATE.
-    old: Option<Value>,
+struct Subject<'a> {
+    /// The new object.
+    object: &'a DynamicObject,
+    /// Its `spec`, in JSON form, if it has one.
+    spec: Option<&'a Value>,
+    /// The stored `spec` on UPDATE; `None` on CREATE.
+    old_spec: Option<&'a Value>,
 }
 
 /// Reads the object a request asks both webhooks to judge, or `None` when the request is admitted untouched:
 /// not a `Website` CREATE or UPDATE, an object that is being deleted, or an UPDATE that leaves `spec` as it
 /// was. An `Err` says why the request is malformed.
-fn read(req: &AdmissionRequest<DynamicObject>) -> Result<Option<Subject>, String> {
+fn read(req: &AdmissionRequest<DynamicObject>) -> Result<Option<Subject<'_>>, String> {
     if !judged(req) {
         return Ok(None);
     }
     let object = req.object.as_ref().ok_or("the request carries no object")?;
     let untouched = |reason: &str| {
-        let name = display_name(req);
-        info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), reason, "admitted untouched");
+        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), reason, "admitted untouched");
     };
     // Blocking or patching it could only keep it from going away, e.g. when its last finalizer is removed.
     if object.metadata.deletion_timestamp.is_some() {
         untouched("the object is being deleted");
         return Ok(None);
     }
-    let old = match req.operation {
+    let spec = object.data.get("spec");
+    let old_spec = match req.operation {
         Operation::Update => {
             let old = req.old_object.as_ref().ok_or("the UPDATE request carries no oldObject to compare with")?;
-            if spec_of(old) == spec_of(object) {
+            let old_spec = old.data.get("spec");
+            // A missing spec and a null one are the same spec.
+            if old_spec.unwrap_or(&Value::Null) == spec.unwrap_or(&Value::Null) {
                 untouched("the update leaves spec as it was");
                 return Ok(None);
             }
-            Some(to_json(old, "oldObject")?)
+            Some(old_spec.unwrap_or(&Value::Null))
         }
         _ => None,
     };
-    Ok(Some(Subject { object: to_json(object, "object")?, old }))
-}
-
-fn spec_of(object: &DynamicObject) -> &Value {
-    object.data.get("spec").unwrap_or(&Value::Null)
-}
-
-fn to_json(object: &DynamicObject, what: &str) -> Result<Value, String> {
-    serde_json::to_value(object).map_err(|e| format!("failed to read the {what}: {e}"))
+    Ok(Some(Subject { object, spec, old_spec }))
 }
 
 /// Answers a validating admission request.
 ///
-/// A `Website` on CREATE, or on an UPDATE that changes its spec, is checked against the CRD's JSON schema and
-/// the semantic rules of [`website_crd::validate_website`] (the name rule on CREATE only: a name never
-/// changes); a denial lists every violation, in the message and as `status.details.causes`, and on UPDATE
-/// says which of them the stored object already had. Unencrypted repositories are admitted with a warning.
-/// Any other request is admitted untouched (see the module's documentation).
-pub fn validate(rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+/// A `Website` on CREATE, or on an UPDATE that changes its spec, is checked by every rule of
+/// [`website_crd::check_spec`] (the semantic rules, and the CRD's JSON schema for a spec that does not decode) and,
+/// on CREATE only, the name rule (a name never changes); a denial lists every violation, in the message and as
+/// `status.details.causes`, and on UPDATE says which of them the stored object already had. Unencrypted
+/// repositories are admitted with a warning. Any other request is admitted untouched (see the module's
+/// documentation).
+pub fn validate(_rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
     let subject = match read(req) {
         Ok(Some(subject)) => subject,
         Ok(None) => return response,
         Err(reason) => return deny_malformed(response, &reason),
     };
-    let (mut violations, spec) = check(rules, &subject.object, subject.old.is_none());
-    if let Some(old) = &subject.old {
-        mark_stored_violations(&mut violations, &subject.object, old);
+    let (spec_violations, spec) = website_crd::check_spec(subject.spec);
+    let mut violations = Vec::with_capacity(spec_violations.len() + 1);
+    if subject.old_spec.is_none()
+        && let Some(name) = subject.object.metadata.name.as_deref()
+    {
+        violations.extend(website_crd::validate_name(name));
+    }
+    violations.extend(spec_violations);
+    if let Some(old_spec) = subject.old_spec {
+        mark_stored_violations(&mut violations, subject.spec.unwrap_or(&Value::Null), old_spec);
     }
     let name = display_name(req);
     if violations.is_empty() {
@@ -124,7 +133,7 @@ pub fn validate(rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> Admissi
         if !warnings.is_empty() {
             response.warnings = Some(warnings);
         }
-        info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, "admitted");
+        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, "admitted");
         return response;
     }
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
@@ -133,83 +142,26 @@ pub fn validate(rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> Admissi
     deny_invalid(response, req, &name, &violations)
 }
 
-/// Every violation of a `Website` in JSON form: the schema's first, then the semantic rules' for fields the
-/// schema did not already reject. Also returns the spec when the object could be decoded.
-///
-/// The name rule applies on CREATE only: `metadata.name` can never change, so a Website stored with a name
-/// the rules now refuse must stay editable.
-fn check(rules: &Rules, value: &Value, on_create: bool) -> (Vec<Violation>, Option<WebsiteSpec>) {
-    let schema_violations = rules.schema.violations(value);
-    let (mut semantic, spec) = match serde_json::from_value::<Website>(value.clone()) {
-        Ok(website) => (website_crd::validate_website(&website), Some(website.spec)),
-        // The schema already explains why the object does not decode; still check what can be checked.
-        Err(_) => (partial_semantic_checks(value), None),
-    };
-    if !on_create {
-        semantic.retain(|v| v.field != "metadata.name");
-    }
-    let mut violations = Vec::new();
-    for v in semantic {
-        if !schema_violations.iter().any(|s| s.field == v.field) {
-            violations.push(v);
-        }
-    }
-    // Semantic messages say more than the schema's for the same field, so they win.
-    for s in schema_violations {
-        if !violations.iter().any(|v| v.field == s.field) {
-            violations.push(s);
-        }
-    }
-    violations.sort_by_key(|v| field_rank(&v.field));
-    (violations, spec)
-}
-
 /// Appended to the violation of a field an UPDATE leaves as it was.
 const STORED_VALUE_HINT: &str =
     "the stored value already breaks the current rules and must be fixed in the same update";
 
-/// Says of every violation whose field has the same value in `old` as in `object` that the stored value
+/// Says of every violation of a spec field whose value is the same in `old_spec` as in `spec` that the stored value
 /// already breaks the rules: the author changed something else, and must fix this too.
-fn mark_stored_violations(violations: &mut [Violation], object: &Value, old: &Value) {
+fn mark_stored_violations(violations: &mut [Violation], spec: &Value, old_spec: &Value) {
     for violation in violations {
-        let pointer = json_pointer(&violation.field);
-        let stored = old.pointer(&pointer);
-        if stored.is_some() && stored == object.pointer(&pointer) {
+        let Some(pointer) = spec_pointer(&violation.field) else { continue };
+        let stored = old_spec.pointer(&pointer);
+        if stored.is_some() && stored == spec.pointer(&pointer) {
             violation.message = format!("{}; {STORED_VALUE_HINT}", violation.message);
         }
     }
 }
 
-/// `spec.gitRepo` → `/spec/gitRepo`; `status.conditions[0].type` → `/status/conditions/0/type`.
-fn json_pointer(field: &str) -> String {
-    field.split(['.', '[']).map(|segment| format!("/{}", segment.trim_end_matches(']'))).collect()
-}
-
-/// Orders violations the way the fields appear in a manifest.
-fn field_rank(field: &str) -> (usize, String) {
-    const ORDER: [&str; 7] = [
-        "metadata.name",
-        "spec.gitRepo",
-        "spec.ref",
-        "spec.replicas",
-        "spec.serviceType",
-        "spec.port",
-        "spec.syncIntervalSeconds",
-    ];
-    (ORDER.iter().position(|f| *f == field).unwrap_or(ORDER.len()), field.to_owned())
-}
-
-/// The name and `spec.gitRepo` rules, for an object whose spec does not decode as a whole.
-fn partial_semantic_checks(value: &Value) -> Vec<Violation> {
-    let mut violations = Vec::new();
-    if let Some(name) = value.pointer("/metadata/name").and_then(Value::as_str) {
-        violations.extend(website_crd::validate_name(name));
-    }
-    if let Some(repo) = value.pointer("/spec/gitRepo").and_then(Value::as_str) {
-        let spec = WebsiteSpec::new(repo);
-        violations.extend(website_crd::validate(&spec));
-    }
-    violations
+/// `spec.gitRepo` → `/gitRepo`, a pointer into the spec; `None` for a field outside the spec.
+fn spec_pointer(field: &str) -> Option<String> {
+    let rest = field.strip_prefix("spec.")?;
+    Some(rest.split(['.', '[']).map(|segment| format!("/{}", segment.trim_end_matches(']'))).collect())
 }
 
 fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
@@ -272,39 +224,37 @@ fn deny_malformed(response: AdmissionResponse, reason: &str) -> AdmissionRespons
 /// validation will explain it.
 pub fn mutate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
-    let before = match read(req) {
-        Ok(Some(subject)) => subject.object,
+    let subject = match read(req) {
+        Ok(Some(subject)) => subject,
         Ok(None) => return response,
         Err(reason) => return deny_malformed(response, &reason),
     };
-    let Some(after) = with_defaults(&before) else {
+    let Some(patch) = subject.spec.and_then(defaulting_patch) else {
         return response;
     };
-    let patch = json_patch::diff(&before, &after);
-    if patch.0.is_empty() {
-        return response;
-    }
-    let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
-    info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), ?paths, "defaulting");
+    debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), operations = patch.0.len(), "defaulting");
     match response.clone().with_patch(patch) {
         Ok(patched) => patched,
         Err(e) => deny_malformed(response, &format!("failed to encode the defaulting patch: {e}")),
     }
 }
 
-/// The object with every missing spec field defaulted, or `None` when its spec does not decode.
-fn with_defaults(object: &Value) -> Option<Value> {
-    let spec: WebsiteSpec = serde_json::from_value(object.get("spec")?.clone()).ok()?;
-    let defaulted = serde_json::to_value(website_crd::defaults(&spec)).ok()?;
-    let mut after = object.clone();
-    let current = after.get_mut("spec")?.as_object_mut()?;
-    for (key, value) in defaulted.as_object()? {
-        let missing = current.get(key).is_none_or(Value::is_null);
-        if missing {
-            current.insert(key.clone(), value.clone());
-        }
+/// `add` operations for every spec field that is missing or null and has a default; `None` when there are none or
+/// the spec does not decode.
+fn defaulting_patch(spec: &Value) -> Option<json_patch::Patch> {
+    let current = spec.as_object()?;
+    let decoded = WebsiteSpec::deserialize(spec).ok()?;
+    let defaulted = serde_json::to_value(website_crd::defaults(&decoded)).ok()?;
+    let ops: Vec<Value> = defaulted
+        .as_object()?
+        .iter()
+        .filter(|(key, _)| current.get(key.as_str()).is_none_or(Value::is_null))
+        .map(|(key, value)| serde_json::json!({"op": "add", "path": format!("/spec/{key}"), "value": value}))
+        .collect();
+    if ops.is_empty() {
+        return None;
     }
-    Some(after)
+    serde_json::from_value(Value::Array(ops)).ok()
 }
 
 #[cfg(test)]
@@ -590,11 +540,11 @@ mod tests {
         assert!(c[0].1.starts_with("local paths are not supported"), "{}", c[0].1);
         assert!(c[0].1.ends_with(&format!("; {STORED_VALUE_HINT}")), "{}", c[0].1);
         // replicas is what the author just changed: its own message says enough.
-        assert_eq!(c[1], ("spec.replicas".to_owned(), "must be at least 1".to_owned()));
+        assert_eq!(c[1], ("spec.replicas".to_owned(), "must be between 1 and 100, got 0".to_owned()));
         assert!(
             r.result.message.contains(
                 "; the stored value already breaks the current rules and must be fixed in the same update, \
-                 spec.replicas: must be at least 1]"
+                 spec.replicas: must be between 1 and 100, got 0]"
             ),
             "{}",
             r.result.message

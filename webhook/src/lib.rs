@@ -10,7 +10,6 @@ pub mod capacity;
 pub mod log;
 pub use admission::Rules;
 pub mod readiness;
-pub mod schema;
 pub mod self_managed;
 pub mod server;
 pub mod settings;

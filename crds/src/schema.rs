@@ -1,12 +1,18 @@
-//! The CRD's OpenAPI v3 schema, enforced with the `jsonschema` crate.
+//! The CRD's OpenAPI v3 schema, enforced with the `jsonschema` crate, and [`check_spec`]: every rule a spec in
+//! JSON form breaks, which the webhook and any other client run alike.
 //!
-//! The webhook checks objects against the schema of the CRD this build generates, so an older CRD still
-//! installed in the cluster cannot let through what the current rules refuse.
+//! Objects are checked against the schema of the CRD this build generates, so an older CRD still installed in the
+//! cluster cannot let through what the current rules refuse.
+
+use std::sync::OnceLock;
 
 use jsonschema::JsonType;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde::Deserialize as _;
 use serde_json::Value;
-use website_crd::{GIT_REPO_MAX_LEN, Violation};
+
+use crate::types::{GIT_REPO_MAX_LEN, WebsiteSpec};
+use crate::validation::Violation;
 
 /// A compiled schema that reports violations with Kubernetes-style field paths.
 #[derive(Debug)]
@@ -14,12 +20,73 @@ pub struct SchemaValidator {
     validator: jsonschema::Validator,
 }
 
+/// Every rule `spec` (the JSON of a Website's `spec`, `None` when it has none) breaks, in field order, and the typed
+/// spec when it decodes.
+///
+/// A spec that decodes as a [`WebsiteSpec`] is checked by the semantic rules ([`crate::validate`]), which cover
+/// every constraint of the CRD's schema (types, required fields, enums, bounds; a test holds them to it) and say
+/// more. Only a spec that does not decode goes through the JSON schema, whose messages then explain why, together
+/// with the `spec.gitRepo` rules when it is a string.
+pub fn check_spec(spec: Option<&Value>) -> (Vec<crate::Violation>, Option<WebsiteSpec>) {
+    if let Some(value) = spec
+        && let Ok(decoded) = WebsiteSpec::deserialize(value)
+    {
+        return (crate::validate(&decoded), Some(decoded));
+    }
+    let object = match spec {
+        Some(spec) => serde_json::json!({ "spec": spec }),
+        None => serde_json::json!({}),
+    };
+    let mut violations = SchemaValidator::website().violations(&object);
+    // The rules for the string fields still apply, whatever is wrong elsewhere.
+    let text = |field: &str| spec.and_then(|s| s.get(field)).and_then(Value::as_str);
+    let partial = WebsiteSpec {
+        git_ref: text("ref").map(str::to_owned),
+        ..WebsiteSpec::new(text("gitRepo").unwrap_or("https://example.com/placeholder.git"))
+    };
+    for v in crate::validate(&partial) {
+        let applies = (v.field == "spec.gitRepo" && text("gitRepo").is_some()) || v.field == "spec.ref";
+        if applies && !violations.iter().any(|s| s.field == v.field) {
+            violations.push(v);
+        }
+    }
+    if violations.is_empty() {
+        // Valid for the schema, yet not a spec: e.g. a number the schema counts as an integer but that does not
+        // fit one. Never admit what cannot be decoded.
+        violations.push(crate::Violation::new(
+            "spec",
+            "does not decode as a Website spec; accepted: the fields of `kubectl explain website.spec`, with \
+             integers written without a fraction",
+        ));
+    }
+    violations.sort_by_key(|v| field_rank(&v.field));
+    (violations, None)
+}
+
+/// Orders violations the way the fields appear in a manifest.
+fn field_rank(field: &str) -> (usize, String) {
+    const ORDER: [&str; 7] = [
+        "metadata.name",
+        "spec.gitRepo",
+        "spec.ref",
+        "spec.replicas",
+        "spec.serviceType",
+        "spec.port",
+        "spec.syncIntervalSeconds",
+    ];
+    (ORDER.iter().position(|f| *f == field).unwrap_or(ORDER.len()), field.to_owned())
+}
+
 impl SchemaValidator {
-    /// The schema of `Website` objects.
-    pub fn website() -> Self {
-        let schema = to_json_schema(website_crd::openapi_schema());
-        let validator = jsonschema::validator_for(&schema).expect("the generated CRD schema is a valid JSON schema");
-        Self { validator }
+    /// The schema of `Website` objects, compiled once.
+    pub fn website() -> &'static Self {
+        static SCHEMA: OnceLock<SchemaValidator> = OnceLock::new();
+        SCHEMA.get_or_init(|| {
+            let schema = to_json_schema(crate::openapi_schema());
+            let validator =
+                jsonschema::validator_for(&schema).expect("the generated CRD schema is a valid JSON schema");
+            Self { validator }
+        })
     }
 
     /// Every place where `instance` breaks the schema.
@@ -167,6 +234,39 @@ mod tests {
     fn reports_a_missing_spec() {
         let v = SchemaValidator::website().violations(&json!({"metadata": {"name": "a"}}));
         assert_eq!(v, vec![Violation::new("spec", "is required")]);
+    }
+
+    #[test]
+    fn a_spec_that_does_not_decode_is_explained_by_the_schema_and_the_git_repo_rules() {
+        let (v, spec) =
+            check_spec(Some(&json!({"gitRepo": "ftp://x/y", "replicas": "three", "serviceType": "Internal"})));
+        assert!(spec.is_none());
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["spec.gitRepo", "spec.replicas", "spec.serviceType"]);
+        assert!(v[0].message.starts_with("scheme \"ftp://\" is not supported"), "{}", v[0].message);
+        assert_eq!(v[1].message, "must be of type integer");
+        let (v, _) = check_spec(None);
+        assert_eq!(v, vec![Violation::new("spec", "is required")]);
+    }
+
+    #[test]
+    fn a_spec_the_schema_accepts_but_that_does_not_decode_is_still_refused_with_its_string_rules() {
+        // The schema counts 300.0 as an integer; a Website spec does not.
+        let spec = json!({"gitRepo": "git@github.com:luksa/site.git", "ref": "@", "syncIntervalSeconds": 300.0});
+        let (v, decoded) = check_spec(Some(&spec));
+        assert!(decoded.is_none());
+        assert_eq!(v.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(), ["spec.ref"]);
+        let (v, _) = check_spec(Some(&json!({"gitRepo": "https://e.com/r.git", "port": 80.0})));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "spec");
+        assert!(v[0].message.starts_with("does not decode as a Website spec"), "{}", v[0].message);
+    }
+
+    #[test]
+    fn a_spec_that_decodes_gets_the_semantic_rules() {
+        let (v, spec) = check_spec(Some(&json!({"gitRepo": "https://e.com/r.git", "replicas": 0})));
+        assert_eq!(spec.map(|s| s.replicas), Some(Some(0)));
+        assert_eq!(v, vec![Violation::new("spec.replicas", "must be between 1 and 100, got 0")]);
     }
 
     #[test]
