@@ -26,4 +26,7 @@ cargo test --workspace --locked "$@"
 if [ $# -eq 0 ]; then
   step "a short pass of the webhook stress command (it prints figures and asserts none)"
   scripts/bench.sh stress --short
+
+  step "a short, bounded fuzzing pass (scripts/fuzz.sh runs 1,000,000 inputs per target)"
+  scripts/fuzz.sh --short
 fi

@@ -1,0 +1,54 @@
+//! Any bytes as an admission request body, the way `/validate` and `/mutate` read it.
+//!
+//! A body that `parse_review` accepts is judged by both `validate` and `mutate`, and each answer is encoded as
+//! the HTTP response would be. Properties, beyond "nothing panics":
+//! - the encoded answer is an `admission.k8s.io/v1` `AdmissionReview` carrying the request's uid;
+//! - it is valid JSON: it serializes, and reads back as the same value;
+//! - a patch, when there is one, is base64 of a JSON Patch that applies to the request's object as sent.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use website_webhook::Rules;
+use website_webhook::admission::{mutate, validate};
+use website_webhook::server::{encode_review, parse_review};
+
+/// Compiling the CRD's schema takes far longer than judging one request: do it once.
+static RULES: LazyLock<Rules> = LazyLock::new(Rules::new);
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(request) = parse_review(body) else {
+        return;
+    };
+    // The object as the API server sent it, which is what it applies a patch to.
+    let body: Value = serde_json::from_slice(body).expect("a parsed review is JSON");
+    let object = body.pointer("/request/object").filter(|o| !o.is_null());
+    for (route, response) in [("validate", validate(&RULES, &request)), ("mutate", mutate(&request))] {
+        let review = encode_review(response);
+        assert_eq!(review["apiVersion"], "admission.k8s.io/v1", "{route}: {review}");
+        assert_eq!(review["kind"], "AdmissionReview", "{route}: {review}");
+        assert_eq!(
+            review.pointer("/response/uid").and_then(Value::as_str),
+            Some(request.uid.as_str()),
+            "{route}: the answer must carry the request's uid: {review}"
+        );
+        let text = serde_json::to_string(&review).expect("an encoded review serializes");
+        let read_back: Value = serde_json::from_str(&text).expect("an encoded review is valid JSON");
+        assert_eq!(read_back, review, "{route}: the encoded review must read back as itself");
+
+        if let Some(patch) = review.pointer("/response/patch") {
+            let patch = patch.as_str().expect("response.patch is a base64 string");
+            let patch = base64::engine::general_purpose::STANDARD.decode(patch).expect("response.patch is base64");
+            let patch: json_patch::Patch = serde_json::from_slice(&patch).expect("response.patch is a JSON Patch");
+            assert_eq!(review.pointer("/response/patchType"), Some(&Value::from("JSONPatch")), "{route}: {review}");
+            let mut patched = object.cloned().expect("a patch comes with an object to patch");
+            if let Err(e) = json_patch::patch(&mut patched, &patch) {
+                panic!("{route}: the patch does not apply to the request's object: {e}: {review}");
+            }
+        }
+    }
+});
