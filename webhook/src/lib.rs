@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod log;
 pub use admission::Rules;
 pub mod readiness;
+pub mod review;
 pub mod self_managed;
 pub mod server;
 pub mod settings;

@@ -15,7 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use base64::Engine as _;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND};
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -23,54 +23,15 @@ use crate::admission::{self, Rules};
 use crate::capacity::{self, Capacity, Limits};
 use crate::log::Untrusted;
 use crate::readiness::Readiness;
+pub use crate::review::{ReviewError, parse_review};
 use crate::settings::Settings;
 use crate::tls::{self, ReloadingCertResolver};
 use crate::{Error, Result};
-
-/// Why a request body is not an AdmissionReview this webhook can answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
-    /// The body does not parse as JSON.
-    #[error("request body is not JSON: {0}")]
-    NotJson(#[source] serde_json::Error),
-    /// The body is JSON of another kind or version.
-    #[error("expected an {META_API_VERSION_V1} {META_KIND}, got kind {kind:?} of apiVersion {api_version:?}")]
-    NotAdmissionReview {
-        /// The body's `kind`.
-        kind: String,
-        /// The body's `apiVersion`.
-        api_version: String,
-    },
-    /// The review has no `request` to answer.
-    #[error("the AdmissionReview has no request")]
-    MissingRequest,
-    /// The `request` does not have the fields of an AdmissionRequest.
-    #[error("malformed AdmissionReview request: {0}")]
-    Malformed(#[source] serde_json::Error),
-}
 
 impl ResponseError for ReviewError {
     fn status_code(&self) -> StatusCode {
         StatusCode::BAD_REQUEST
     }
-}
-
-/// Parses a request body into the request it carries.
-///
-/// # Errors
-/// See [`ReviewError`].
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-    let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
-    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let (kind, api_version) = (field("kind"), field("apiVersion"));
-    if kind != META_KIND || api_version != META_API_VERSION_V1 {
-        return Err(ReviewError::NotAdmissionReview { kind, api_version });
-    }
-    if value.get("request").is_none_or(Value::is_null) {
-        return Err(ReviewError::MissingRequest);
-    }
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value).map_err(ReviewError::Malformed)?;
-    review.try_into().map_err(|_| ReviewError::MissingRequest)
 }
 
 async fn answer(
