@@ -8,10 +8,18 @@
 //!   Website's uid), and puts the child's own `metadata.uid` into every apply, so that an object deleted and
 //!   recreated by someone else in between makes the apply fail instead of rewriting that object;
 //! - leaves every other object untouched and reports it as a [`Conflict`].
+//!
+//! Children the controller labelled are cached (reflector stores, without their managed fields), so a reconcile
+//! with nothing to change reads nothing from the API server and writes nothing: a child is written only when what
+//! is observed no longer [`covers`] what is declared (a hand edit of a Service's spec included, which changes no
+//! generation). Objects not in the cache (absent, or someone else's) are read from the API server.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,8 +63,10 @@ pub fn controlled_by<K: Resource>(object: &K, uid: &str) -> bool {
 pub enum Claim<K> {
     /// Nothing: the child may be created.
     Absent,
-    /// The child, controlled by this Website: it may be changed.
+    /// The child, controlled by this Website, as read from the API server: it may be changed.
     Owned(K),
+    /// The child, controlled by this Website, as the cache keeps it (without its spec): it may be changed.
+    Cached(K),
     /// Someone else's object: hands off.
     Foreign(Conflict),
 }
@@ -82,61 +92,166 @@ fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
     }
 }
 
-/// Reads the object named `name` and says whether the Website with `uid` may write it.
+fn claim_of<K: Resource<DynamicType = ()> + Clone>(object: &K, uid: &str) -> Claim<K> {
+    if controlled_by(object, uid) && object.meta().deletion_timestamp.is_none() {
+        Claim::Owned(object.clone())
+    } else {
+        Claim::Foreign(conflict(object))
+    }
+}
+
+/// Says whether the Website with `uid` may write the object named `name` in `namespace`: from `cache` when it holds
+/// the object, else by reading it from the API server.
 ///
 /// # Errors
 /// When the API server refuses the read.
-pub async fn claim<K>(api: &Api<K>, name: &str, uid: &str) -> Result<Claim<K>>
+pub async fn claim<K>(
+    api: &Api<K>,
+    cache: Option<&Store<K>>,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Result<Claim<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
 {
+    if let Some(cached) = cache.and_then(|store| store.get(&ObjectRef::new(name).within(namespace))) {
+        return Ok(match claim_of(cached.as_ref(), uid) {
+            Claim::Owned(object) => Claim::Cached(object),
+            other => other,
+        });
+    }
     let found = api.get_opt(name).await.map_err(|source| Error::Read { kind: kind_of::<K>(), source })?;
     Ok(match found {
         None => Claim::Absent,
-        Some(object) if controlled_by(&object, uid) && object.meta().deletion_timestamp.is_none() => {
-            Claim::Owned(object)
-        }
-        Some(object) => Claim::Foreign(conflict(&object)),
+        Some(object) => claim_of(&object, uid),
     })
+}
+
+/// Whether `observed` holds every field of `declared` with the same value: maps may have more keys (what the API
+/// server defaults, what others add), lists must have the same length, and everything else must be equal. This is
+/// what server-side apply of `declared` would leave unchanged.
+pub fn covers(observed: &serde_json::Value, declared: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (observed, declared) {
+        (Value::Object(o), Value::Object(d)) => d.iter().all(|(k, dv)| o.get(k).is_some_and(|ov| covers(ov, dv))),
+        (Value::Array(o), Value::Array(d)) => o.len() == d.len() && o.iter().zip(d).all(|(ov, dv)| covers(ov, dv)),
+        (o, d) => o == d,
+    }
+}
+
+/// What the controller last saw of each child it wrote or checked: the object's uid and resourceVersion, and a
+/// digest of what it declared. A child whose uid and resourceVersion are still those, for the same declaration, is
+/// as declared without reading it again; any write by anyone changes its resourceVersion.
+#[derive(Debug, Default)]
+pub struct Verified {
+    seen: Mutex<HashMap<(&'static str, String, String), Seen>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    uid: String,
+    resource_version: String,
+    declared: u64,
+}
+
+impl Verified {
+    fn key<K: Resource<DynamicType = ()>>(object: &K) -> (&'static str, String, String) {
+        (kind_of::<K>(), object.namespace().unwrap_or_default(), object.name_any())
+    }
+
+    fn seen<K: Resource<DynamicType = ()>>(object: &K, declared: u64) -> Option<Seen> {
+        Some(Seen {
+            uid: object.meta().uid.clone()?,
+            resource_version: object.meta().resource_version.clone()?,
+            declared,
+        })
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), Seen>> {
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn unchanged<K: Resource<DynamicType = ()>>(&self, object: &K, declared: u64) -> bool {
+        Self::seen(object, declared).is_some_and(|now| self.map().get(&Self::key(object)) == Some(&now))
+    }
+
+    fn record<K: Resource<DynamicType = ()>>(&self, object: &K, declared: u64) {
+        if let Some(seen) = Self::seen(object, declared) {
+            self.map().insert(Self::key(object), seen);
+        }
+    }
+
+    /// Forgets the children of the Website named `name` in `namespace`.
+    pub fn forget(&self, namespace: &str, names: &[&str]) {
+        self.map().retain(|(_, ns, n), _| ns != namespace || !names.contains(&n.as_str()));
+    }
+}
+
+fn digest(value: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Makes the child as `desired`, given what [`claim`] found.
 ///
-/// An absent child is created (never applied: an apply would also change an object created in between), an owned
-/// one is applied with its uid as a precondition. A creation that loses the race to someone else's object gives a
-/// [`Conflict`], which the caller reports like any other.
+/// An absent child is created (never applied: an apply would also change an object created in between). An owned
+/// one is left alone when it is as declared: unchanged since the controller last wrote or checked it (see
+/// [`Verified`]), or, read again, still covering the declaration; otherwise it is applied with its uid as a
+/// precondition. A creation that loses the race to someone else's object gives a [`Conflict`], which the caller
+/// reports like any other. Returns the child as last seen (possibly from the cache, without the fields the cache
+/// drops).
 ///
 /// # Errors
-/// When the API server refuses the write, including an apply whose uid no longer matches.
-pub async fn write<K>(api: &Api<K>, claim: Claim<K>, desired: &K) -> Result<Result<K, Conflict>>
+/// When the API server refuses a read or the write, including an apply whose uid no longer matches.
+pub async fn write<K>(api: &Api<K>, claim: Claim<K>, desired: &K, verified: &Verified) -> Result<Result<K, Conflict>>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + fmt::Debug,
 {
     let kind = kind_of::<K>();
-    match claim {
-        Claim::Foreign(conflict) => Ok(Err(conflict)),
+    let declared_value = serde_json::to_value(desired).map_err(|e| Error::Encode { kind, reason: e.to_string() })?;
+    let declared = digest(&declared_value);
+    let existing = match claim {
+        Claim::Foreign(conflict) => return Ok(Err(conflict)),
         Claim::Absent => {
             let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
-            match api.create(&params, desired).await {
-                Ok(created) => Ok(Ok(created)),
+            return match api.create(&params, desired).await {
+                Ok(created) => {
+                    verified.record(&created, declared);
+                    Ok(Ok(created))
+                }
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     let name = desired.name_any();
                     Ok(Err(Conflict { kind, name, controller: None, deleting: false }))
                 }
                 Err(source) => Err(Error::Apply { kind, source }),
-            }
+            };
         }
-        Claim::Owned(existing) => {
-            let mut body = desired.clone();
-            body.meta_mut().uid = existing.meta().uid.clone();
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            let applied = api
-                .patch(&existing.name_any(), &params, &Patch::Apply(&body))
-                .await
-                .map_err(|source| Error::Apply { kind, source })?;
-            Ok(Ok(applied))
-        }
+        Claim::Cached(cached) if verified.unchanged(&cached, declared) => return Ok(Ok(cached)),
+        // Changed since last seen, by anyone (a status update, a hand edit): read it whole.
+        Claim::Cached(cached) => api
+            .get_opt(&cached.name_any())
+            .await
+            .map_err(|source| Error::Read { kind, source })?
+            .filter(|existing| existing.meta().uid == cached.meta().uid)
+            .ok_or_else(|| Error::Gone { kind, name: cached.name_any() })?,
+        Claim::Owned(existing) => existing,
+    };
+    if serde_json::to_value(&existing).is_ok_and(|observed| covers(&observed, &declared_value)) {
+        verified.record(&existing, declared);
+        return Ok(Ok(existing));
     }
+    let mut body = desired.clone();
+    body.meta_mut().uid = existing.meta().uid.clone();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api
+        .patch(&existing.name_any(), &params, &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::Apply { kind, source })?;
+    verified.record(&applied, declared);
+    Ok(Ok(applied))
 }
 
 #[cfg(test)]
@@ -174,6 +289,26 @@ mod tests {
         assert!(!controlled_by(&service(vec![owner("Website", "kubia", "u1", None)]), "u1"), "not its controller");
         assert!(!controlled_by(&service(vec![owner("Website", "kubia", "u1", Some(false))]), "u1"));
         assert!(!controlled_by(&service(vec![]), "u1"));
+    }
+
+    #[test]
+    fn an_observed_object_covers_what_was_declared_despite_defaults_but_not_after_an_edit() {
+        use serde_json::json;
+        let declared = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]},
+            "metadata": {"labels": {"a": "1"}}});
+        let defaulted = json!({"spec": {"type": "ClusterIP", "clusterIP": "10.96.0.7", "sessionAffinity": "None",
+            "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}]},
+            "metadata": {"labels": {"a": "1", "added-by": "someone"}, "uid": "u"}});
+        assert!(covers(&defaulted, &declared));
+        let edited = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]},
+            "metadata": {"labels": {"a": "1"}}});
+        assert!(!covers(&edited, &declared), "a changed value");
+        let more_ports = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}, {"port": 81}]},
+            "metadata": {"labels": {"a": "1"}}});
+        assert!(!covers(&more_ports, &declared), "a list of another length");
+        let label_gone = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]},
+            "metadata": {"labels": {}}});
+        assert!(!covers(&label_gone, &declared), "a removed field");
     }
 
     #[test]

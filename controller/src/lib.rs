@@ -26,6 +26,22 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A child could not be encoded as JSON.
+    #[error("failed to encode the {kind}: {reason}")]
+    Encode {
+        /// What was encoded.
+        kind: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A child went away between two reads; the next reconcile creates it again.
+    #[error("the {kind} {name:?} was deleted while it was being checked")]
+    Gone {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
     /// Creating or server-side applying a child, or applying the status, was refused.
     #[error("failed to apply the {kind}: {source}")]
     Apply {

@@ -11,11 +11,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::reflector::{self, reflector};
+use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -51,13 +50,45 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per Website, for backoff.
     failures: Mutex<HashMap<ObjectRef<Website>, u32>>,
+    /// The children the controller labelled, as last observed.
+    caches: ChildCaches,
+    /// What the controller last saw of each child it wrote or checked.
+    verified: children::Verified,
+}
+
+/// Caches of the children the controller labelled, kept by the watches that trigger reconciles. A kind without a
+/// cache is read from the API server.
+#[derive(Clone, Default)]
+pub struct ChildCaches {
+    /// ConfigMaps.
+    pub config_maps: Option<Store<ConfigMap>>,
+    /// Deployments.
+    pub deployments: Option<Store<Deployment>>,
+    /// Services.
+    pub services: Option<Store<Service>>,
+    /// NetworkPolicies.
+    pub network_policies: Option<Store<NetworkPolicy>>,
 }
 
 impl Context {
     /// A context for `client` and `config`.
     pub fn new(client: Client, config: ChildConfig) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, config, failures: Mutex::default() }
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            failures: Mutex::default(),
+            caches: ChildCaches::default(),
+            verified: children::Verified::default(),
+        }
+    }
+
+    /// The same context, reading children from `caches` where they hold them.
+    #[must_use]
+    pub fn with_caches(mut self, caches: ChildCaches) -> Self {
+        self.caches = caches;
+        self
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<Website>, u32>> {
@@ -112,6 +143,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     if website.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the children through their owner references.
         ctx.failures().remove(&ObjectRef::from_obj(website.as_ref()));
+        ctx.verified.forget(&namespace, &[name.as_str(), resources::web_config_name(&website).as_str()]);
         return Ok(Action::await_change());
     }
     let uid = website.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
@@ -135,13 +167,18 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         ctx.config.egress_network_policy.then(|| resources::network_policy(&website, &ctx.config)).transpose()?;
 
     // Read every child first: while any of them belongs to someone else, the Website writes none of them.
-    let config_claim = children::claim(&apis.config_maps, &web_config.name_any(), &uid).await?;
+    let caches = &ctx.caches;
+    let ns = namespace.as_str();
+    let config_claim =
+        children::claim(&apis.config_maps, caches.config_maps.as_ref(), ns, &web_config.name_any(), &uid).await?;
     let policy_claim = match &policy {
-        Some(p) => Some(children::claim(&apis.network_policies, &p.name_any(), &uid).await?),
+        Some(p) => Some(
+            children::claim(&apis.network_policies, caches.network_policies.as_ref(), ns, &p.name_any(), &uid).await?,
+        ),
         None => None,
     };
-    let deployment_claim = children::claim(&apis.deployments, &name, &uid).await?;
-    let service_claim = children::claim(&apis.services, &name, &uid).await?;
+    let deployment_claim = children::claim(&apis.deployments, caches.deployments.as_ref(), ns, &name, &uid).await?;
+    let service_claim = children::claim(&apis.services, caches.services.as_ref(), ns, &name, &uid).await?;
     let foreign: Vec<Conflict> = [
         foreign(&config_claim),
         policy_claim.as_ref().and_then(foreign),
@@ -156,21 +193,21 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     }
 
     // The configuration first: the pods mount it.
-    if let Err(conflict) = children::write(&apis.config_maps, config_claim, &web_config).await? {
+    if let Err(conflict) = children::write(&apis.config_maps, config_claim, &web_config, &ctx.verified).await? {
         return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
     }
     // Turning the policy off later leaves existing policies in place (the README says how to remove them): the
     // controller then needs no access to NetworkPolicies at all.
     if let (Some(policy), Some(claim)) = (policy, policy_claim)
-        && let Err(conflict) = children::write(&apis.network_policies, claim, &policy).await?
+        && let Err(conflict) = children::write(&apis.network_policies, claim, &policy, &ctx.verified).await?
     {
         return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
     }
-    let deployment = match children::write(&apis.deployments, deployment_claim, &deployment).await? {
+    let deployment = match children::write(&apis.deployments, deployment_claim, &deployment, &ctx.verified).await? {
         Ok(deployment) => deployment,
         Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
     };
-    if let Err(conflict) = children::write(&apis.services, service_claim, &service).await? {
+    if let Err(conflict) = children::write(&apis.services, service_claim, &service, &ctx.verified).await? {
         return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
     }
 
@@ -318,20 +355,52 @@ where
     }
 }
 
-/// The metadata of the children of kind `K` that the controller labelled, as reconcile triggers.
+/// What the caches keep of an object: what tells whose it is and whether it changed, and a Deployment's replica
+/// counts and status, which the Website's status reflects. Whether a child is as declared is known from
+/// [`children::Verified`], or by reading it whole, so its spec need not be kept: memory stays small per Website.
+fn strip<K: Resource + std::any::Any>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    let any = object as &mut dyn std::any::Any;
+    if let Some(d) = any.downcast_mut::<Deployment>() {
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = Default::default();
+            spec.selector = Default::default();
+            spec.strategy = None;
+        }
+        if let Some(status) = d.status.as_mut() {
+            status.conditions = None;
+        }
+    } else if let Some(s) = any.downcast_mut::<Service>() {
+        s.spec = None;
+        s.status = None;
+    } else if let Some(c) = any.downcast_mut::<ConfigMap>() {
+        c.data = None;
+        c.binary_data = None;
+    } else if let Some(p) = any.downcast_mut::<NetworkPolicy>() {
+        p.spec = None;
+    }
+}
+
+/// The children of kind `K` that the controller labelled: a stream of reconcile triggers, and the cache it keeps
+/// (see [`strip`]).
+#[allow(clippy::type_complexity, reason = "a stream and its store, as kube-runtime names them")]
 fn owned<K>(
-    api: Api<PartialObjectMeta<K>>,
+    api: Api<K>,
     config: &watcher::Config,
     readiness: &Readiness,
-) -> impl futures::Stream<Item = std::result::Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+) -> (impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static, Store<K>)
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Send
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
-    watcher::watcher(api, config.clone()).inspect(observe::<K, _>(readiness)).default_backoff().touched_objects()
+    let (store, writer) = reflector::store();
+    let stream = reflector(writer, watcher::watcher(api, config.clone()).modify(strip::<K>))
+        .inspect(observe::<K, _>(readiness))
+        .default_backoff()
+        .touched_objects();
+    (stream, store)
 }
 
 /// Runs the controller until SIGTERM or SIGINT.
@@ -353,18 +422,27 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     websites.list(&ListParams::default().limit(1)).await.map_err(Error::CrdNotReady)?;
     let (store, writer) = reflector::store();
     let watch = watcher::Config::default().timeout(settings.watch_timeout_seconds);
-    let main = reflector(writer, watcher::watcher(websites, watch.clone()))
+    let main = reflector(writer, watcher::watcher(websites, watch.clone()).modify(strip::<Website>))
         .inspect(observe::<Website, _>(&readiness))
         .default_backoff()
         .applied_objects();
     // Only the children the controller labelled: it never watches objects it does not own.
     let children = watch.labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    let mut controller = Controller::for_stream(main, store)
-        .owns_stream(owned::<ConfigMap>(api(&client, ns), &children, &readiness))
-        .owns_stream(owned::<Deployment>(api(&client, ns), &children, &readiness))
-        .owns_stream(owned::<Service>(api(&client, ns), &children, &readiness));
+    let (config_maps, config_map_cache) = owned::<ConfigMap>(api(&client, ns), &children, &readiness);
+    let (deployments, deployment_cache) = owned::<Deployment>(api(&client, ns), &children, &readiness);
+    let (services, service_cache) = owned::<Service>(api(&client, ns), &children, &readiness);
+    let mut caches = ChildCaches {
+        config_maps: Some(config_map_cache),
+        deployments: Some(deployment_cache),
+        services: Some(service_cache),
+        network_policies: None,
+    };
+    let mut controller =
+        Controller::for_stream(main, store).owns_stream(config_maps).owns_stream(deployments).owns_stream(services);
     if settings.children.egress_network_policy {
-        controller = controller.owns_stream(owned::<NetworkPolicy>(api(&client, ns), &children, &readiness));
+        let (policies, policy_cache) = owned::<NetworkPolicy>(api(&client, ns), &children, &readiness);
+        controller = controller.owns_stream(policies);
+        caches.network_policies = Some(policy_cache);
     }
     let controller =
         controller.with_config(ControllerConfig::default().concurrency(settings.concurrency)).shutdown_on_signal();
@@ -391,7 +469,7 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
             }
         }
     });
-    let context = Arc::new(Context::new(client, settings.children.clone()));
+    let context = Arc::new(Context::new(client, settings.children.clone()).with_caches(caches));
     controller
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {

@@ -162,7 +162,7 @@ async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_statu
 }
 
 #[tokio::test]
-async fn owned_children_are_applied_with_their_own_uid_and_an_unchanged_status_is_not_written() {
+async fn owned_children_as_declared_are_not_written_and_a_drifted_one_is_applied_with_its_uid() {
     let (ctx, mut handle) = context();
     let mut w = website("https://github.com/luksa/kubia-website-example.git");
     let config = ChildConfig::default();
@@ -170,23 +170,26 @@ async fn owned_children_are_applied_with_their_own_uid_and_an_unchanged_status_i
     let url = resources::url(&w, &config);
     w.status = Some(desired_status(&w, Some(&served), url, Time(Timestamp::UNIX_EPOCH)));
     let config_map = stored(&resources::web_config(&w, &config).expect("builds"));
-    let service = stored(&resources::service(&w).expect("builds"));
     let deployment = stored(&served);
+    // Someone changed the Service's type by hand: its generation does not change, its spec does.
+    let mut drifted = stored(&resources::service(&w).expect("builds"));
+    drifted["spec"]["type"] = json!("NodePort");
+    drifted["spec"]["clusterIP"] = json!("10.96.0.12");
     let server = tokio::spawn(async move {
-        expect(&mut handle, Method::GET, CONFIG_MAP, config_map.clone()).await;
-        expect(&mut handle, Method::GET, DEPLOYMENT, deployment.clone()).await;
-        expect(&mut handle, Method::GET, SERVICE, service.clone()).await;
-        for (path, reply) in [(CONFIG_MAP, config_map), (DEPLOYMENT, deployment), (SERVICE, service)] {
-            let (q, body) = expect(&mut handle, Method::PATCH, path, reply).await;
-            assert_apply(&q);
-            // The precondition: an object deleted and recreated by someone else in between is not overwritten.
-            assert_eq!(body["metadata"]["uid"], CHILD_UID, "{path}");
-        }
+        expect(&mut handle, Method::GET, CONFIG_MAP, config_map).await;
+        expect(&mut handle, Method::GET, DEPLOYMENT, deployment).await;
+        expect(&mut handle, Method::GET, SERVICE, drifted.clone()).await;
+        // Only the drifted Service is written, with its uid as a precondition: an object deleted and recreated by
+        // someone else in between is not overwritten.
+        let (q, body) = expect(&mut handle, Method::PATCH, SERVICE, drifted).await;
+        assert_apply(&q);
+        assert_eq!(body["metadata"]["uid"], CHILD_UID);
+        assert_eq!(body["spec"]["type"], "ClusterIP");
         handle
     });
     run(w, &ctx).await.expect("reconciles");
-    let mut handle = server.await.expect("the reads and applies were made");
-    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "the unchanged status was written");
+    let mut handle = server.await.expect("the reads and the apply were made");
+    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "another write was made");
 }
 
 #[tokio::test]
