@@ -16,20 +16,19 @@ use kube::core::{DynamicObject, GroupVersionKind};
 use serde::Deserialize as _;
 use serde_json::Value;
 use tracing::{debug, info, warn};
-use website_crd::schema::SchemaValidator;
 use website_crd::{GROUP, Violation, WebsiteSpec};
 
 use crate::log::Untrusted;
 
-/// The rules of the `Website` version this build serves. The CRD's JSON schema they use is compiled once per
-/// process; making `Rules` compiles it, so that no request waits for it.
+/// The rules of the `Website` version this build serves. The CRD's JSON schema they use for a spec that does not
+/// decode is compiled once per process, when the first such spec arrives: a webhook that never sees one never holds
+/// it in memory.
 #[derive(Debug)]
 pub struct Rules(());
 
 impl Rules {
-    /// The rules, with the schema compiled.
+    /// The rules.
     pub fn new() -> Self {
-        let _ = SchemaValidator::website();
         Self(())
     }
 }
