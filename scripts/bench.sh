@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks and stress tests of release builds. Each prints its figures; none asserts a timing.
 #
+#   scripts/bench.sh speed [--short] [website-bench flags]
+#       the speed suite: webhook throughput (wrk) and idle memory against a minimal webhook on the same stack;
+#       latency the webhooks add at a real kube-apiserver against none; controller convergence time, writes and
+#       memory for 1000 and 3000 Websites against a client making only the needed writes; writes while idle.
+#       Prints every figure, then a table of ratios and targets. About 5 min; installs wrk with apt-get if
+#       missing. --short: small sizes, to prove the command works in a few minutes (CI runs it).
 #   scripts/bench.sh stress [--short] [webhook-stress flags]
 #       the webhook under attack: 64 concurrent 3 MB reviews and 1000 slow-drip connections for 20 s while a
 #       well-behaved client sends a review every 200 ms; prints peak memory, slow-drip cut-off times, failures.
@@ -10,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 1 ] || usage
 command=$1; shift
 target=${CARGO_TARGET_DIR:-target}
@@ -18,7 +24,27 @@ target=${CARGO_TARGET_DIR:-target}
 # The attack opens over a thousand connections from this process.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# wrk, the HTTP load generator of the speed suite: the Debian package, installed when missing.
+ensure_wrk() {
+  command -v wrk >/dev/null && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "wrk is not installed: install the Debian package (apt-get install wrk) as root, then rerun" >&2
+    exit 1
+  fi
+  echo "[bench] installing wrk with apt-get" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq >&2 && apt-get install -y -qq wrk >&2; }
+}
+
 case $command in
+  speed)
+    cargo build --release --locked -q -p website-webhook -p website-controller -p website-bench
+    ensure_wrk
+    # The control-plane binaries of the latency and controller figures (cached after the first run).
+    KUBEBUILDER_ASSETS=$(scripts/provision.sh | tail -n 1)
+    export KUBEBUILDER_ASSETS
+    "$target/release/website-bench" --bin-dir "$target/release" "$@"
+    ;;
   stress)
     args=()
     for a in "$@"; do

@@ -24,8 +24,9 @@ step "cargo test (unit, HTTP/TLS, and end-to-end against kube-apiserver)"
 cargo test --workspace --locked "$@"
 
 if [ $# -eq 0 ]; then
-  step "a short pass of the webhook stress command (it prints figures and asserts none)"
+  step "short passes of the benchmark and stress commands (they print figures and assert none)"
   scripts/bench.sh stress --short
+  scripts/bench.sh speed --short
 
   step "a short, bounded fuzzing pass (scripts/fuzz.sh runs 1,000,000 inputs per target)"
   scripts/fuzz.sh --short
