@@ -53,7 +53,9 @@ async fn answer(
         }
     };
     match parse_review(&body) {
-        Ok(request) => HttpResponse::Ok().json(encode_review(judge(&request))),
+        Ok(request) => HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(encode_review_bytes(&judge(&request))),
         Err(error) => {
             warn!(error = %Untrusted(&error.to_string()), route, "rejecting a request that is not an AdmissionReview");
             error.error_response()
@@ -61,19 +63,68 @@ async fn answer(
     }
 }
 
-/// The response wrapped in an AdmissionReview, with `response.patch` base64-encoded as the admission API
-/// defines it (kube-core serializes the bytes as an array of numbers).
-pub fn encode_review(response: AdmissionResponse) -> Value {
-    let patch = response.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
-    let mut review = serde_json::to_value(response.into_review()).unwrap_or_else(|e| {
-        // Serializing plain strings, numbers and maps cannot fail; answer something well-formed regardless.
-        serde_json::json!({"apiVersion": META_API_VERSION_V1, "kind": META_KIND,
-            "response": {"uid": "", "allowed": false, "status": {"code": 500, "message": format!("failed to encode the response: {e}")}}})
-    });
-    if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
-        *slot = Value::String(patch);
+/// The response wrapped in an AdmissionReview, as the API server reads it: `response.patch` is base64, as the
+/// admission API defines it (kube-core serializes the bytes as an array of numbers), and `patchType` is `JSONPatch`
+/// when there is a patch. Borrowed from the response: encoding copies nothing but the patch's base64.
+#[derive(serde::Serialize)]
+struct ReviewOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: &'a kube::core::response::Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    audit_annotations: &'a std::collections::HashMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a Vec<String>>,
+}
+
+impl<'a> ReviewOut<'a> {
+    fn of(response: &'a AdmissionResponse) -> Self {
+        let patch = response.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+        Self {
+            api_version: META_API_VERSION_V1,
+            kind: META_KIND,
+            response: ResponseOut {
+                uid: &response.uid,
+                allowed: response.allowed,
+                status: &response.result,
+                patch_type: patch.is_some().then_some("JSONPatch"),
+                patch,
+                audit_annotations: &response.audit_annotations,
+                warnings: response.warnings.as_ref(),
+            },
+        }
     }
-    review
+}
+
+/// The response wrapped in an AdmissionReview, in JSON form (see [`encode_review_bytes`] for the bytes).
+pub fn encode_review(response: AdmissionResponse) -> Value {
+    serde_json::to_value(ReviewOut::of(&response)).unwrap_or_else(|e| encoding_failed(&e))
+}
+
+/// The response wrapped in an AdmissionReview, encoded as the body of the answer: `response.patch` base64-encoded
+/// as the admission API defines it.
+pub fn encode_review_bytes(response: &AdmissionResponse) -> Vec<u8> {
+    serde_json::to_vec(&ReviewOut::of(response))
+        .unwrap_or_else(|e| serde_json::to_vec(&encoding_failed(&e)).unwrap_or_default())
+}
+
+/// Serializing plain strings, numbers and maps cannot fail; answer something well-formed regardless.
+fn encoding_failed(error: &serde_json::Error) -> Value {
+    serde_json::json!({"apiVersion": META_API_VERSION_V1, "kind": META_KIND,
+        "response": {"uid": "", "allowed": false, "status": {"code": 500, "message": format!("failed to encode the response: {error}")}}})
 }
 
 async fn validate(
@@ -237,5 +288,52 @@ impl Application {
         }
         watcher.abort();
         admission.map_err(Error::Serve)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What kube-core's own serialization gives, with the patch turned into the base64 the API defines.
+    fn kube_encoding(response: AdmissionResponse) -> Value {
+        let patch = response.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+        let mut review = serde_json::to_value(response.into_review()).expect("serializes");
+        if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
+            *slot = Value::String(patch);
+        }
+        review
+    }
+
+    fn responses() -> Vec<AdmissionResponse> {
+        let mut allowed = AdmissionResponse::invalid("x");
+        allowed.allowed = true;
+        allowed.result = Default::default();
+        allowed.uid = "u-1".into();
+        let mut warned = allowed.clone();
+        warned.warnings = Some(vec!["spec.gitRepo: http is unencrypted".into()]);
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::json!([{"op": "add", "path": "/spec/replicas", "value": 1}]))
+                .expect("a patch");
+        let patched = allowed.clone().with_patch(patch).expect("encodes");
+        let mut denied = allowed.clone().deny("spec.gitRepo: must name a host");
+        denied.result.code = 422;
+        vec![allowed, warned, patched, denied]
+    }
+
+    #[test]
+    fn the_answer_is_encoded_as_kube_encodes_it_with_a_base64_patch() {
+        for response in responses() {
+            let ours: Value = serde_json::from_slice(&encode_review_bytes(&response)).expect("JSON");
+            assert_eq!(ours, kube_encoding(response.clone()), "{response:?}");
+            assert_eq!(encode_review(response), ours);
+        }
+        let patched = &responses()[2];
+        let ours: Value = serde_json::from_slice(&encode_review_bytes(patched)).expect("JSON");
+        assert_eq!(ours["response"]["patchType"], "JSONPatch");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(ours["response"]["patch"].as_str().expect("a base64 string"))
+            .expect("base64");
+        assert_eq!(serde_json::from_slice::<Value>(&decoded).expect("JSON")[0]["path"], "/spec/replicas");
     }
 }
