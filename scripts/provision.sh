@@ -44,10 +44,12 @@ apt_install() {
     || die "apt-get install ${missing[*]} failed"
 }
 
-# Prints the path of binary $1 from KUBEBUILDER_ASSETS, or nothing.
+# Prints the real path of binary $1 from KUBEBUILDER_ASSETS, or nothing. Links are resolved, so that
+# KUBEBUILDER_ASSETS may be the merged directory this script prints (scripts/test.sh exports it, and the commands
+# it runs call this script again) without its links ever pointing at themselves.
 from_assets() {
   if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/$1" ]; then
-    printf '%s\n' "$KUBEBUILDER_ASSETS/$1"
+    readlink -f "$KUBEBUILDER_ASSETS/$1"
   fi
 }
 

@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -100,23 +102,44 @@ fn claim_of<K: Resource<DynamicType = ()> + Clone>(object: &K, uid: &str) -> Cla
     }
 }
 
+/// What a cache keeps of a child of kind `K`, turned back into a `K` holding at least the child's metadata.
+pub trait CachedChild<K> {
+    /// The child as far as the cache knows it.
+    fn child(&self) -> K;
+}
+
+impl<K: Resource<DynamicType = ()> + Default> CachedChild<K> for PartialObjectMeta<K> {
+    fn child(&self) -> K {
+        let mut child = K::default();
+        *child.meta_mut() = self.metadata.clone();
+        child
+    }
+}
+
+impl CachedChild<Deployment> for Deployment {
+    fn child(&self) -> Deployment {
+        self.clone()
+    }
+}
+
 /// Says whether the Website with `uid` may write the object named `name` in `namespace`: from `cache` when it holds
 /// the object, else by reading it from the API server.
 ///
 /// # Errors
 /// When the API server refuses the read.
-pub async fn claim<K>(
+pub async fn claim<K, C>(
     api: &Api<K>,
-    cache: Option<&Store<K>>,
+    cache: Option<&Store<C>>,
     namespace: &str,
     name: &str,
     uid: &str,
 ) -> Result<Claim<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+    C: Resource<DynamicType = ()> + Clone + CachedChild<K>,
 {
     if let Some(cached) = cache.and_then(|store| store.get(&ObjectRef::new(name).within(namespace))) {
-        return Ok(match claim_of(cached.as_ref(), uid) {
+        return Ok(match claim_of(&cached.child(), uid) {
             Claim::Owned(object) => Claim::Cached(object),
             other => other,
         });
@@ -140,35 +163,26 @@ pub fn covers(observed: &serde_json::Value, declared: &serde_json::Value) -> boo
     }
 }
 
-/// What the controller last saw of each child it wrote or checked: the object's uid and resourceVersion, and a
-/// digest of what it declared. A child whose uid and resourceVersion are still those, for the same declaration, is
-/// as declared without reading it again; any write by anyone changes its resourceVersion.
+/// What the controller last saw of each child it wrote or checked: a digest of the object's uid and
+/// resourceVersion and of what the controller declared, keyed by a digest of the child's kind, namespace and name
+/// (16 bytes a child). A child whose digest is still that one is as declared without reading it again: any write by
+/// anyone changes its resourceVersion.
 #[derive(Debug, Default)]
 pub struct Verified {
-    seen: Mutex<HashMap<(&'static str, String, String), Seen>>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct Seen {
-    uid: String,
-    resource_version: String,
-    declared: u64,
+    seen: Mutex<HashMap<u64, u64>>,
 }
 
 impl Verified {
-    fn key<K: Resource<DynamicType = ()>>(object: &K) -> (&'static str, String, String) {
-        (kind_of::<K>(), object.namespace().unwrap_or_default(), object.name_any())
+    fn key<K: Resource<DynamicType = ()>>(object: &K) -> u64 {
+        digest_of(&(kind_of::<K>(), object.meta().namespace.as_deref(), object.meta().name.as_deref()))
     }
 
-    fn seen<K: Resource<DynamicType = ()>>(object: &K, declared: u64) -> Option<Seen> {
-        Some(Seen {
-            uid: object.meta().uid.clone()?,
-            resource_version: object.meta().resource_version.clone()?,
-            declared,
-        })
+    fn seen<K: Resource<DynamicType = ()>>(object: &K, declared: u64) -> Option<u64> {
+        let meta = object.meta();
+        Some(digest_of(&(meta.uid.as_deref()?, meta.resource_version.as_deref()?, declared)))
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), Seen>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
         self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -182,17 +196,21 @@ impl Verified {
         }
     }
 
-    /// Forgets the children of the Website named `name` in `namespace`.
-    pub fn forget(&self, namespace: &str, names: &[&str]) {
-        self.map().retain(|(_, ns, n), _| ns != namespace || !names.contains(&n.as_str()));
+    /// Forgets what was seen of the child of kind `K` named `name` in `namespace`.
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) {
+        self.map().remove(&digest_of(&(kind_of::<K>(), Some(namespace), Some(name))));
     }
 }
 
-fn digest(value: &serde_json::Value) -> u64 {
-    use std::hash::{Hash, Hasher};
+fn digest_of<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    value.to_string().hash(&mut hasher);
+    value.hash(&mut hasher);
     hasher.finish()
+}
+
+fn digest(value: &serde_json::Value) -> u64 {
+    digest_of(&value.to_string())
 }
 
 /// Makes the child as `desired`, given what [`claim`] found.

@@ -11,6 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -60,14 +61,14 @@ pub struct Context {
 /// cache is read from the API server.
 #[derive(Clone, Default)]
 pub struct ChildCaches {
-    /// ConfigMaps.
-    pub config_maps: Option<Store<ConfigMap>>,
-    /// Deployments.
+    /// ConfigMaps, their metadata only.
+    pub config_maps: Option<Store<PartialObjectMeta<ConfigMap>>>,
+    /// Deployments, stripped (see [`strip`]): the Website's status reflects their replica counts.
     pub deployments: Option<Store<Deployment>>,
-    /// Services.
-    pub services: Option<Store<Service>>,
-    /// NetworkPolicies.
-    pub network_policies: Option<Store<NetworkPolicy>>,
+    /// Services, their metadata only.
+    pub services: Option<Store<PartialObjectMeta<Service>>>,
+    /// NetworkPolicies, their metadata only.
+    pub network_policies: Option<Store<PartialObjectMeta<NetworkPolicy>>>,
 }
 
 impl Context {
@@ -143,7 +144,11 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     if website.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the children through their owner references.
         ctx.failures().remove(&ObjectRef::from_obj(website.as_ref()));
-        ctx.verified.forget(&namespace, &[name.as_str(), resources::web_config_name(&website).as_str()]);
+        let config_name = resources::web_config_name(&website);
+        ctx.verified.forget::<ConfigMap>(&namespace, &config_name);
+        ctx.verified.forget::<Deployment>(&namespace, &name);
+        ctx.verified.forget::<Service>(&namespace, &name);
+        ctx.verified.forget::<NetworkPolicy>(&namespace, &name);
         return Ok(Action::await_change());
     }
     let uid = website.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
@@ -363,6 +368,7 @@ fn strip<K: Resource + std::any::Any>(object: &mut K) {
     meta.managed_fields = None;
     meta.annotations = None;
     meta.labels = None;
+    meta.creation_timestamp = None;
     let any = object as &mut dyn std::any::Any;
     if let Some(d) = any.downcast_mut::<Deployment>() {
         if let Some(spec) = d.spec.as_mut() {
@@ -428,9 +434,10 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
         .applied_objects();
     // Only the children the controller labelled: it never watches objects it does not own.
     let children = watch.labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    let (config_maps, config_map_cache) = owned::<ConfigMap>(api(&client, ns), &children, &readiness);
+    let (config_maps, config_map_cache) =
+        owned::<PartialObjectMeta<ConfigMap>>(api(&client, ns), &children, &readiness);
     let (deployments, deployment_cache) = owned::<Deployment>(api(&client, ns), &children, &readiness);
-    let (services, service_cache) = owned::<Service>(api(&client, ns), &children, &readiness);
+    let (services, service_cache) = owned::<PartialObjectMeta<Service>>(api(&client, ns), &children, &readiness);
     let mut caches = ChildCaches {
         config_maps: Some(config_map_cache),
         deployments: Some(deployment_cache),
@@ -440,7 +447,8 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     let mut controller =
         Controller::for_stream(main, store).owns_stream(config_maps).owns_stream(deployments).owns_stream(services);
     if settings.children.egress_network_policy {
-        let (policies, policy_cache) = owned::<NetworkPolicy>(api(&client, ns), &children, &readiness);
+        let (policies, policy_cache) =
+            owned::<PartialObjectMeta<NetworkPolicy>>(api(&client, ns), &children, &readiness);
         controller = controller.owns_stream(policies);
         caches.network_policies = Some(policy_cache);
     }

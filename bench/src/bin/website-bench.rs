@@ -95,7 +95,17 @@ async fn main() -> Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // On a signal the run is dropped, and with it every process it started (webhooks, controller, control planes).
     let signal = tokio::select! {
-        result = speed::run(&settings) => return result.map(|_| ExitCode::SUCCESS),
+        result = speed::run(&settings) => {
+            // A section that could not be measured fails the command: it proves nothing about the figures.
+            let rows = result?;
+            let failed: Vec<&str> =
+                rows.iter().filter(|row| row.measured.starts_with("error:")).map(|row| row.figure.as_str()).collect();
+            if failed.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("website-bench: not measured: {}", failed.join("; "));
+            return Ok(ExitCode::FAILURE);
+        }
         _ = tokio::signal::ctrl_c() => "interrupted",
         _ = terminate.recv() => "terminated",
     };
