@@ -75,6 +75,11 @@ pub fn validate_name(name: &str) -> Option<Violation> {
 
 /// Warnings for a valid spec: things that work but that the author should know about.
 pub fn warnings(spec: &WebsiteSpec) -> Vec<String> {
+    // Only these two schemes are unencrypted (schemes are lowercase in an accepted remote): skip the parse for the
+    // rest, which is what almost every request has.
+    if !(spec.git_repo.starts_with("http://") || spec.git_repo.starts_with("git://")) {
+        return Vec::new();
+    }
     match GitRepo::parse(&spec.git_repo) {
         Ok(repo) if repo.is_unencrypted() => vec![format!(
             "spec.gitRepo: {} is fetched without encryption, so its content can be altered in transit; prefer https:// or ssh://",

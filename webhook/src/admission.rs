@@ -125,16 +125,16 @@ pub fn validate(_rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> Admiss
     if let Some(old_spec) = subject.old_spec {
         mark_stored_violations(&mut violations, subject.spec.unwrap_or(&Value::Null), old_spec);
     }
-    let name = display_name(req);
     if violations.is_empty() {
         let mut response = response;
         let warnings = spec.as_ref().map(website_crd::warnings).unwrap_or_default();
         if !warnings.is_empty() {
             response.warnings = Some(warnings);
         }
-        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, "admitted");
+        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), dry_run = req.dry_run, "admitted");
         return response;
     }
+    let name = display_name(req);
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
     let fields = fields.join(",");
     info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, fields = %Untrusted(&fields), "denied");
