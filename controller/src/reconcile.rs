@@ -360,49 +360,46 @@ where
     }
 }
 
-/// What the caches keep of an object: what tells whose it is and whether it changed, and a Deployment's replica
-/// counts and status, which the Website's status reflects. Whether a child is as declared is known from
-/// [`children::Verified`], or by reading it whole, so its spec need not be kept: memory stays small per Website.
-fn strip<K: Resource + std::any::Any>(object: &mut K) {
+/// What the caches keep of an object's metadata: what tells whose it is and whether it changed (name, uid,
+/// resourceVersion, generation, owner references, deletion timestamp). Whether a child is as declared is known from
+/// [`children::Verified`], or by reading it whole, so the caches need neither its spec nor the rest of its
+/// metadata: memory stays small per Website.
+fn strip_metadata<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
     meta.annotations = None;
     meta.labels = None;
     meta.creation_timestamp = None;
-    let any = object as &mut dyn std::any::Any;
-    if let Some(d) = any.downcast_mut::<Deployment>() {
-        if let Some(spec) = d.spec.as_mut() {
-            spec.template = Default::default();
-            spec.selector = Default::default();
-            spec.strategy = None;
-        }
-        if let Some(status) = d.status.as_mut() {
-            status.conditions = None;
-        }
-    } else if let Some(s) = any.downcast_mut::<Service>() {
-        s.spec = None;
-        s.status = None;
-    } else if let Some(c) = any.downcast_mut::<ConfigMap>() {
-        c.data = None;
-        c.binary_data = None;
-    } else if let Some(p) = any.downcast_mut::<NetworkPolicy>() {
-        p.spec = None;
+}
+
+/// What the cache keeps of a Deployment: its metadata as [`strip_metadata`] keeps it, and its replica counts and
+/// status, which the Website's status reflects.
+fn strip_deployment(deployment: &mut Deployment) {
+    strip_metadata(deployment);
+    if let Some(spec) = deployment.spec.as_mut() {
+        spec.template = Default::default();
+        spec.selector = Default::default();
+        spec.strategy = None;
+    }
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
     }
 }
 
-/// The children of kind `K` that the controller labelled: a stream of reconcile triggers, and the cache it keeps
-/// (see [`strip`]).
+/// The children of kind `K` that the controller labelled: a stream of reconcile triggers, and the cache it keeps,
+/// of what `strip` leaves of each.
 #[allow(clippy::type_complexity, reason = "a stream and its store, as kube-runtime names them")]
 fn owned<K>(
     api: Api<K>,
     config: &watcher::Config,
     readiness: &Readiness,
+    strip: fn(&mut K),
 ) -> (impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static, Store<K>)
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector(writer, watcher::watcher(api, config.clone()).modify(strip::<K>))
+    let stream = reflector(writer, watcher::watcher(api, config.clone()).modify(strip))
         .inspect(observe::<K, _>(readiness))
         .default_backoff()
         .touched_objects();
@@ -428,16 +425,18 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     websites.list(&ListParams::default().limit(1)).await.map_err(Error::CrdNotReady)?;
     let (store, writer) = reflector::store();
     let watch = watcher::Config::default().timeout(settings.watch_timeout_seconds);
-    let main = reflector(writer, watcher::watcher(websites, watch.clone()).modify(strip::<Website>))
+    let main = reflector(writer, watcher::watcher(websites, watch.clone()).modify(strip_metadata::<Website>))
         .inspect(observe::<Website, _>(&readiness))
         .default_backoff()
         .applied_objects();
     // Only the children the controller labelled: it never watches objects it does not own.
     let children = watch.labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     let (config_maps, config_map_cache) =
-        owned::<PartialObjectMeta<ConfigMap>>(api(&client, ns), &children, &readiness);
-    let (deployments, deployment_cache) = owned::<Deployment>(api(&client, ns), &children, &readiness);
-    let (services, service_cache) = owned::<PartialObjectMeta<Service>>(api(&client, ns), &children, &readiness);
+        owned::<PartialObjectMeta<ConfigMap>>(api(&client, ns), &children, &readiness, strip_metadata);
+    let (deployments, deployment_cache) =
+        owned::<Deployment>(api(&client, ns), &children, &readiness, strip_deployment);
+    let (services, service_cache) =
+        owned::<PartialObjectMeta<Service>>(api(&client, ns), &children, &readiness, strip_metadata);
     let mut caches = ChildCaches {
         config_maps: Some(config_map_cache),
         deployments: Some(deployment_cache),
@@ -448,7 +447,7 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
         Controller::for_stream(main, store).owns_stream(config_maps).owns_stream(deployments).owns_stream(services);
     if settings.children.egress_network_policy {
         let (policies, policy_cache) =
-            owned::<PartialObjectMeta<NetworkPolicy>>(api(&client, ns), &children, &readiness);
+            owned::<PartialObjectMeta<NetworkPolicy>>(api(&client, ns), &children, &readiness, strip_metadata);
         controller = controller.owns_stream(policies);
         caches.network_policies = Some(policy_cache);
     }
@@ -500,6 +499,37 @@ mod tests {
         let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
         assert_eq!(backoff(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn the_deployment_cache_keeps_what_ownership_change_detection_and_status_read() {
+        use k8s_openapi::api::apps::v1::DeploymentStatus;
+        let website = {
+            let mut w = Website::new("kubia", website_crd::WebsiteSpec::new("https://e.com/r.git"));
+            w.metadata.namespace = Some("shop".into());
+            w.metadata.uid = Some("w-uid".into());
+            w
+        };
+        let mut d = resources::deployment(&website, &crate::settings::ChildConfig::default()).expect("builds");
+        d.metadata.uid = Some("d-uid".into());
+        d.metadata.resource_version = Some("42".into());
+        d.metadata.generation = Some(3);
+        d.status = Some(DeploymentStatus {
+            available_replicas: Some(1),
+            observed_generation: Some(3),
+            ..DeploymentStatus::default()
+        });
+        let before = d.clone();
+        strip_deployment(&mut d);
+        assert_eq!(d.metadata.uid, before.metadata.uid);
+        assert_eq!(d.metadata.resource_version, before.metadata.resource_version);
+        assert_eq!(d.metadata.owner_references, before.metadata.owner_references);
+        assert!(d.metadata.labels.is_none(), "labels are not kept");
+        let status =
+            |d: &Deployment| crate::status::desired_status(&website, Some(d), "u".into(), Time(Timestamp::UNIX_EPOCH));
+        assert_eq!(status(&d), status(&before), "the Website's status is computed the same from the cache");
+        let template = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        assert!(template.spec.is_none(), "the pod template is not kept");
     }
 
     #[test]
