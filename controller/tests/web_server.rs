@@ -123,17 +123,22 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
-#[test]
-fn nginx_serves_the_published_checkout_and_nothing_outside_it() {
+/// nginx with the generated configuration, serving git-sync's layout of a hostile repository in a new directory.
+fn serve_hostile_checkout() -> (tempfile::TempDir, Nginx) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let volume = dir.path().join("volume");
-    let document_root = git_sync_volume(&volume);
+    let document_root = git_sync_volume(&dir.path().join("volume"));
     let config = ChildConfig {
         web_port: i32::from(free_port()),
         web_document_root: document_root.to_string_lossy().into_owned(),
         ..ChildConfig::default()
     };
     let server = start_nginx(dir.path(), &config);
+    (dir, server)
+}
+
+#[test]
+fn nginx_serves_the_published_checkout_and_nothing_outside_it() {
+    let (_dir, server) = serve_hostile_checkout();
 
     let (code, body) = get(server.addr, "/");
     assert_eq!((code, body.as_str()), (200, "<h1>hello from the repository</h1>\n"), "the published index");
@@ -180,15 +185,8 @@ fn nginx_serves_the_published_checkout_and_nothing_outside_it() {
 
 #[test]
 fn nginx_follows_git_sync_when_it_swaps_the_published_link() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (dir, server) = serve_hostile_checkout();
     let volume = dir.path().join("volume");
-    let document_root = git_sync_volume(&volume);
-    let config = ChildConfig {
-        web_port: i32::from(free_port()),
-        web_document_root: document_root.to_string_lossy().into_owned(),
-        ..ChildConfig::default()
-    };
-    let server = start_nginx(dir.path(), &config);
     assert!(get(server.addr, "/").1.contains("hello from the repository"));
     // git-sync publishes a new commit by replacing the link atomically.
     let next = volume.join(".worktrees/3333333333333333333333333333333333333333");
