@@ -16,7 +16,7 @@ pub use defaults::{
     DEFAULT_PORT, DEFAULT_REF, DEFAULT_REPLICAS, DEFAULT_SERVICE_TYPE, DEFAULT_SYNC_INTERVAL_SECONDS, EffectiveSpec,
     defaults,
 };
-pub use schema::check_spec;
+pub use schema::{check_spec, check_spec_json};
 pub use types::{
     GIT_REPO_MAX_LEN, GROUP, PORT_RANGE, READY_CONDITION, REF_MAX_LEN, REPLICAS_RANGE, SYNC_INTERVAL_RANGE,
     ServiceType, VERSION, Website, WebsiteSpec, WebsiteStatus,

@@ -33,6 +33,26 @@ pub fn check_spec(spec: Option<&Value>) -> (Vec<crate::Violation>, Option<Websit
     {
         return (crate::validate(&decoded), Some(decoded));
     }
+    (explain_undecodable(spec), None)
+}
+
+/// [`check_spec`] of a spec given as JSON text (`None`: no spec), decoded straight into a [`WebsiteSpec`]: the
+/// text is read as a JSON value only when it does not decode, for the schema to say why.
+pub fn check_spec_json(spec: Option<&str>) -> (Vec<crate::Violation>, Option<WebsiteSpec>) {
+    let Some(text) = spec else {
+        return (explain_undecodable(None), None);
+    };
+    if let Ok(decoded) = serde_json::from_str::<WebsiteSpec>(text) {
+        return (crate::validate(&decoded), Some(decoded));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => (explain_undecodable(Some(&value)), None),
+        Err(error) => (vec![crate::Violation::new("spec", format!("is not JSON: {error}"))], None),
+    }
+}
+
+/// Every violation of a spec that does not decode: the schema's, and those of the string rules.
+fn explain_undecodable(spec: Option<&Value>) -> Vec<crate::Violation> {
     let object = match spec {
         Some(spec) => serde_json::json!({ "spec": spec }),
         None => serde_json::json!({}),
@@ -60,7 +80,7 @@ pub fn check_spec(spec: Option<&Value>) -> (Vec<crate::Violation>, Option<Websit
         ));
     }
     violations.sort_by_key(|v| field_rank(&v.field));
-    (violations, None)
+    violations
 }
 
 /// Orders violations the way the fields appear in a manifest.
@@ -267,6 +287,28 @@ mod tests {
         let (v, spec) = check_spec(Some(&json!({"gitRepo": "https://e.com/r.git", "replicas": 0})));
         assert_eq!(spec.map(|s| s.replicas), Some(Some(0)));
         assert_eq!(v, vec![Violation::new("spec.replicas", "must be between 1 and 100, got 0")]);
+    }
+
+    #[test]
+    fn a_spec_as_json_text_is_judged_as_the_same_spec_as_a_value() {
+        let specs = [
+            json!({"gitRepo": "https://e.com/r.git"}),
+            json!({"gitRepo": "https://e.com/r.git", "replicas": 0, "ref": null}),
+            json!({"gitRepo": "ftp://x/y", "replicas": "three", "serviceType": "Internal"}),
+            json!({"gitRepo": "git@github.com:luksa/site.git", "ref": "@", "syncIntervalSeconds": 300.0}),
+            json!({"replicas": 2}),
+            json!("a string"),
+            json!([1, 2]),
+        ];
+        for spec in specs {
+            let text = spec.to_string();
+            assert_eq!(check_spec_json(Some(&text)), check_spec(Some(&spec)), "{text}");
+        }
+        assert_eq!(check_spec_json(None), check_spec(None));
+        let (v, decoded) = check_spec_json(Some("{\"gitRepo\": "));
+        assert!(decoded.is_none());
+        assert_eq!(v[0].field, "spec");
+        assert!(v[0].message.starts_with("is not JSON: "), "{}", v[0].message);
     }
 
     #[test]

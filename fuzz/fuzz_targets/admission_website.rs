@@ -16,17 +16,11 @@
 use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionRequest;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use website_crd::{GROUP, WebsiteSpec};
-use website_webhook::Rules;
-use website_webhook::admission::{mutate, validate};
+use website_webhook::admission::{Request, mutate, validate};
 use website_webhook::server::parse_review;
-
-/// Compiling the CRD's schema takes far longer than judging one request: do it once.
-static RULES: LazyLock<Rules> = LazyLock::new(Rules::new);
 
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
@@ -353,9 +347,9 @@ fn treatment(input: &Input, review: &Value) -> Treatment {
     }
 }
 
-fn check_validate(treatment: Treatment, review: &Value, request: &AdmissionRequest<DynamicObject>) {
-    let response = validate(&RULES, request);
-    assert_eq!(response.uid, UID, "validate's answer carries the request's uid");
+fn check_validate(treatment: Treatment, review: &Value, request: &Request<'_>) {
+    assert_eq!(request.uid, UID, "the parsed request carries the review's uid");
+    let response = validate(request);
     match treatment {
         Treatment::Untouched => assert!(response.allowed, "validate denied what it admits untouched: {response:?}"),
         Treatment::Malformed => assert!(!response.allowed, "validate admitted a malformed request: {response:?}"),
@@ -373,9 +367,8 @@ fn check_validate(treatment: Treatment, review: &Value, request: &AdmissionReque
     assert!(violations.is_empty(), "validate admitted {spec:?}, whose defaulted spec breaks {violations:?}");
 }
 
-fn check_mutate(treatment: Treatment, review: &Value, request: &AdmissionRequest<DynamicObject>) {
+fn check_mutate(treatment: Treatment, review: &Value, request: &Request<'_>) {
     let response = mutate(request);
-    assert_eq!(response.uid, UID, "mutate's answer carries the request's uid");
     let Some(patch) = &response.patch else {
         return;
     };
@@ -401,7 +394,8 @@ fn check_mutate(treatment: Treatment, review: &Value, request: &AdmissionRequest
     }
     let mut again = review.clone();
     again["request"]["object"] = patched;
-    let request = parse_review(&body(&again)).expect("the patched object makes a well-formed review");
+    let again_body = body(&again);
+    let request = parse_review(&again_body).expect("the patched object makes a well-formed review");
     let second = mutate(&request);
     assert!(second.allowed, "mutate denied the patched object: {:?}", second.result);
     if let Some(patch) = second.patch {
@@ -415,7 +409,8 @@ fn check_mutate(treatment: Treatment, review: &Value, request: &AdmissionRequest
 
 fuzz_target!(|input: Input| {
     let review = review(&input);
-    let request = match parse_review(&body(&review)) {
+    let bytes = body(&review);
+    let request = match parse_review(&bytes) {
         Ok(request) => request,
         Err(e) => panic!("parse_review refused a well-formed review ({e}): {review}"),
     };

@@ -1,4 +1,4 @@
-//! The admission rules, free of HTTP: an [`AdmissionRequest`] in, an [`AdmissionResponse`] out.
+//! The admission rules, free of HTTP: a [`Request`] in, a [`Verdict`] out.
 //!
 //! [`validate`] answers the ValidatingWebhookConfiguration, [`mutate`] the MutatingWebhookConfiguration.
 //! Both judge `Website` objects on CREATE, and on UPDATE only when the update changes `spec`; then they judge
@@ -6,46 +6,58 @@
 //! `spec` as it was (labels, annotations, finalizers, the garbage collector's own updates), even when the stored
 //! spec breaks today's rules, and an object that is being deleted. One function, `read`, decides this for both.
 //!
-//! The request is decoded once, by the server, into an `AdmissionRequest<DynamicObject>`: the object's metadata
-//! typed, its spec as JSON. The spec is then decoded into a [`WebsiteSpec`] straight from that JSON, and every rule
-//! runs on it ([`website_crd::check_spec`], shared with every other client of the rules).
+//! The request is decoded once, by the server, into a [`Request`] that keeps the object's `spec` as the JSON text
+//! it arrived as. On CREATE that text is decoded straight into a [`WebsiteSpec`], and every rule runs on it
+//! ([`website_crd::check_spec_json`], shared with every other client of the rules). On UPDATE, when the two specs'
+//! texts differ, both are read as JSON values, to compare them and to tell which stored values break the rules; the
+//! typed spec is then decoded from the new spec's value. No text is parsed twice.
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
-use kube::core::response::{StatusCause, StatusDetails};
-use kube::core::{DynamicObject, GroupVersionKind};
+use kube::core::admission::Operation;
+use kube::core::response::{Status, StatusCause, StatusDetails};
 use serde::Deserialize as _;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 use website_crd::{GROUP, Violation, WebsiteSpec};
 
 use crate::log::Untrusted;
+pub use crate::review::Request;
 
-/// The rules of the `Website` version this build serves. The CRD's JSON schema they use for a spec that does not
-/// decode is compiled once per process, when the first such spec arrives: a webhook that never sees one never holds
-/// it in memory.
-#[derive(Debug)]
-pub struct Rules(());
+/// What the webhook answers a request: allowed or not, why not, the defaulting patch, and warnings for the user.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Verdict {
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// Why not: the status the API server returns to the client. Empty when allowed.
+    pub result: Status,
+    /// A JSON Patch (its JSON text) to apply to the object; only on an allowed request.
+    pub patch: Option<Vec<u8>>,
+    /// Warnings the API server shows the client.
+    pub warnings: Vec<String>,
+}
 
-impl Rules {
-    /// The rules.
-    pub fn new() -> Self {
-        Self(())
+impl Verdict {
+    /// Admitted as it is.
+    pub fn allow() -> Self {
+        Self { allowed: true, ..Self::default() }
+    }
+
+    /// Refused with `code`, `reason` and `message`.
+    pub fn deny(code: u16, reason: &str, message: String) -> Self {
+        Self {
+            allowed: false,
+            result: Status { code, reason: reason.to_owned(), message, ..Status::default() },
+            ..Self::default()
+        }
     }
 }
 
-impl Default for Rules {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn is_website(kind: &GroupVersionKind) -> bool {
-    kind.group == GROUP && kind.kind == "Website"
+fn is_website(req: &Request<'_>) -> bool {
+    req.kind.group == GROUP && req.kind.kind == "Website"
 }
 
 /// Whether this request is one the rules judge; logs and returns `false` for the rest.
-fn judged(req: &AdmissionRequest<DynamicObject>) -> bool {
-    if !is_website(&req.kind) {
+fn judged(req: &Request<'_>) -> bool {
+    if !is_website(req) {
         warn!(
             uid = %Untrusted(&req.uid), group = %Untrusted(&req.kind.group), kind = %Untrusted(&req.kind.kind),
             "admitting an object of a kind this webhook does not judge; check the webhook configuration's rules"
@@ -57,46 +69,68 @@ fn judged(req: &AdmissionRequest<DynamicObject>) -> bool {
 
 /// What the rules judge: the new object's spec and, on UPDATE, the stored spec it replaces.
 #[derive(Debug)]
-struct Subject<'a> {
-    /// The new object.
-    object: &'a DynamicObject,
-    /// Its `spec`, in JSON form, if it has one.
-    spec: Option<&'a Value>,
-    /// The stored `spec` on UPDATE; `None` on CREATE.
-    old_spec: Option<&'a Value>,
+enum Subject<'a> {
+    /// A CREATE: the new spec's JSON text, if it has a spec.
+    Created { spec: Option<&'a str> },
+    /// An UPDATE that changes the spec: both specs as JSON values, `Null` for a missing one.
+    Updated { spec: Value, old_spec: Value },
+}
+
+impl Subject<'_> {
+    /// Every violation of the new spec, and the spec itself when it decodes.
+    fn check(&self) -> (Vec<Violation>, Option<WebsiteSpec>) {
+        match self {
+            Subject::Created { spec } => website_crd::check_spec_json(*spec),
+            Subject::Updated { spec, .. } => website_crd::check_spec(Some(spec).filter(|s| !s.is_null())),
+        }
+    }
+
+    /// The new spec, decoded; `None` when it does not decode.
+    fn decode(&self) -> Option<WebsiteSpec> {
+        match self {
+            Subject::Created { spec } => serde_json::from_str(spec.as_ref()?).ok(),
+            Subject::Updated { spec, .. } => WebsiteSpec::deserialize(spec).ok(),
+        }
+    }
 }
 
 /// Reads the object a request asks both webhooks to judge, or `None` when the request is admitted untouched:
 /// not a `Website` CREATE or UPDATE, an object that is being deleted, or an UPDATE that leaves `spec` as it
 /// was. An `Err` says why the request is malformed.
-fn read(req: &AdmissionRequest<DynamicObject>) -> Result<Option<Subject<'_>>, String> {
+fn read<'a>(req: &Request<'a>) -> Result<Option<Subject<'a>>, &'static str> {
     if !judged(req) {
         return Ok(None);
     }
     let object = req.object.as_ref().ok_or("the request carries no object")?;
     let untouched = |reason: &str| {
-        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), reason, "admitted untouched");
+        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(display_name(req)), reason, "admitted untouched");
     };
     // Blocking or patching it could only keep it from going away, e.g. when its last finalizer is removed.
-    if object.metadata.deletion_timestamp.is_some() {
+    if object.is_being_deleted() {
         untouched("the object is being deleted");
         return Ok(None);
     }
-    let spec = object.data.get("spec");
-    let old_spec = match req.operation {
-        Operation::Update => {
-            let old = req.old_object.as_ref().ok_or("the UPDATE request carries no oldObject to compare with")?;
-            let old_spec = old.data.get("spec");
-            // A missing spec and a null one are the same spec.
-            if old_spec.unwrap_or(&Value::Null) == spec.unwrap_or(&Value::Null) {
-                untouched("the update leaves spec as it was");
-                return Ok(None);
-            }
-            Some(old_spec.unwrap_or(&Value::Null))
-        }
-        _ => None,
+    let spec = object.spec.map(|raw| raw.get());
+    if req.operation != Operation::Update {
+        return Ok(Some(Subject::Created { spec }));
+    }
+    let old = req.old_object.as_ref().ok_or("the UPDATE request carries no oldObject to compare with")?;
+    let old_spec = old.spec.map(|raw| raw.get());
+    // The API server writes both objects the same way, so the same spec is nearly always the same text. A missing
+    // spec and a null one are the same spec.
+    if spec == old_spec {
+        untouched("the update leaves spec as it was");
+        return Ok(None);
+    }
+    let value = |text: Option<&str>| text.map_or(Ok(Value::Null), serde_json::from_str);
+    let (Ok(spec), Ok(old_spec)) = (value(spec), value(old_spec)) else {
+        return Err("a spec of the request is not JSON");
     };
-    Ok(Some(Subject { object, spec, old_spec }))
+    if spec == old_spec {
+        untouched("the update leaves spec as it was");
+        return Ok(None);
+    }
+    Ok(Some(Subject::Updated { spec, old_spec }))
 }
 
 /// Answers a validating admission request.
@@ -107,38 +141,33 @@ fn read(req: &AdmissionRequest<DynamicObject>) -> Result<Option<Subject<'_>>, St
 /// `status.details.causes`, and on UPDATE says which of them the stored object already had. Unencrypted
 /// repositories are admitted with a warning. Any other request is admitted untouched (see the module's
 /// documentation).
-pub fn validate(_rules: &Rules, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-    let response = AdmissionResponse::from(req);
+pub fn validate(req: &Request<'_>) -> Verdict {
     let subject = match read(req) {
         Ok(Some(subject)) => subject,
-        Ok(None) => return response,
-        Err(reason) => return deny_malformed(response, &reason),
+        Ok(None) => return Verdict::allow(),
+        Err(reason) => return deny_malformed(req, reason),
     };
-    let (spec_violations, spec) = website_crd::check_spec(subject.spec);
+    let (spec_violations, spec) = subject.check();
     let mut violations = Vec::with_capacity(spec_violations.len() + 1);
-    if subject.old_spec.is_none()
-        && let Some(name) = subject.object.metadata.name.as_deref()
+    if let Subject::Created { .. } = subject
+        && let Some(name) = req.object.as_ref().and_then(|o| o.name())
     {
         violations.extend(website_crd::validate_name(name));
     }
     violations.extend(spec_violations);
-    if let Some(old_spec) = subject.old_spec {
-        mark_stored_violations(&mut violations, subject.spec.unwrap_or(&Value::Null), old_spec);
+    if let Subject::Updated { spec, old_spec } = &subject {
+        mark_stored_violations(&mut violations, spec, old_spec);
     }
     if violations.is_empty() {
-        let mut response = response;
+        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(display_name(req)), dry_run = req.dry_run, "admitted");
         let warnings = spec.as_ref().map(website_crd::warnings).unwrap_or_default();
-        if !warnings.is_empty() {
-            response.warnings = Some(warnings);
-        }
-        debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), dry_run = req.dry_run, "admitted");
-        return response;
+        return Verdict { warnings, ..Verdict::allow() };
     }
     let name = display_name(req);
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
     let fields = fields.join(",");
-    info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&name), dry_run = req.dry_run, fields = %Untrusted(&fields), "denied");
-    deny_invalid(response, req, &name, &violations)
+    info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(name), dry_run = req.dry_run, fields = %Untrusted(&fields), "denied");
+    deny_invalid(req, name, &violations)
 }
 
 /// Appended to the violation of a field an UPDATE leaves as it was.
@@ -163,29 +192,20 @@ fn spec_pointer(field: &str) -> Option<String> {
     Some(rest.split(['.', '[']).map(|segment| format!("/{}", segment.trim_end_matches(']'))).collect())
 }
 
-fn display_name(req: &AdmissionRequest<DynamicObject>) -> String {
+/// The name a user knows the object by: the request's, else the object's name or `generateName`.
+fn display_name<'a>(req: &'a Request<'_>) -> &'a str {
     if !req.name.is_empty() {
-        return req.name.clone();
+        return &req.name;
     }
-    req.object
-        .as_ref()
-        .and_then(|o| o.metadata.name.clone().or_else(|| o.metadata.generate_name.clone()))
-        .unwrap_or_default()
+    req.object.as_ref().and_then(|o| o.name().or_else(|| o.generate_name())).unwrap_or_default()
 }
 
-fn deny_invalid(
-    response: AdmissionResponse,
-    req: &AdmissionRequest<DynamicObject>,
-    name: &str,
-    violations: &[Violation],
-) -> AdmissionResponse {
-    let mut response = response.deny(denial_message(violations));
-    response.result.code = 422;
-    response.result.reason = "Invalid".into();
-    response.result.details = Some(StatusDetails {
+fn deny_invalid(req: &Request<'_>, name: &str, violations: &[Violation]) -> Verdict {
+    let mut verdict = Verdict::deny(422, "Invalid", denial_message(violations));
+    verdict.result.details = Some(StatusDetails {
         name: name.to_owned(),
-        group: req.kind.group.clone(),
-        kind: req.kind.kind.clone(),
+        group: req.kind.group.clone().into_owned(),
+        kind: req.kind.kind.clone().into_owned(),
         uid: String::new(),
         causes: violations
             .iter()
@@ -197,7 +217,7 @@ fn deny_invalid(
             .collect(),
         retry_after_seconds: 0,
     });
-    response
+    verdict
 }
 
 /// One line per violation when there are several, the way the API server lists its own field errors.
@@ -208,12 +228,9 @@ pub fn denial_message(violations: &[Violation]) -> String {
     }
 }
 
-fn deny_malformed(response: AdmissionResponse, reason: &str) -> AdmissionResponse {
-    warn!(uid = %Untrusted(&response.uid), reason = %Untrusted(reason), "malformed admission request");
-    let mut response = response.deny(format!("malformed admission request: {reason}"));
-    response.result.code = 400;
-    response.result.reason = "BadRequest".into();
-    response
+fn deny_malformed(req: &Request<'_>, reason: &str) -> Verdict {
+    warn!(uid = %Untrusted(&req.uid), reason = %Untrusted(reason), "malformed admission request");
+    Verdict::deny(400, "BadRequest", format!("malformed admission request: {reason}"))
 }
 
 /// Answers a mutating admission request with a JSON Patch that fills in every defaulted field the author
@@ -221,49 +238,57 @@ fn deny_malformed(response: AdmissionResponse, reason: &str) -> AdmissionRespons
 /// request, an UPDATE that leaves `spec` as it was included, gets no patch. No patch when nothing is missing,
 /// and a value that is set is never changed. An object that cannot be decoded is admitted unchanged:
 /// validation will explain it.
-pub fn mutate(req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-    let response = AdmissionResponse::from(req);
+pub fn mutate(req: &Request<'_>) -> Verdict {
     let subject = match read(req) {
         Ok(Some(subject)) => subject,
-        Ok(None) => return response,
-        Err(reason) => return deny_malformed(response, &reason),
+        Ok(None) => return Verdict::allow(),
+        Err(reason) => return deny_malformed(req, reason),
     };
-    let Some(patch) = subject.spec.and_then(defaulting_patch) else {
-        return response;
+    let Some(patch) = subject.decode().as_ref().and_then(defaulting_patch) else {
+        return Verdict::allow();
     };
-    debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(&display_name(req)), operations = patch.0.len(), "defaulting");
-    match response.clone().with_patch(patch) {
-        Ok(patched) => patched,
-        Err(e) => deny_malformed(response, &format!("failed to encode the defaulting patch: {e}")),
-    }
+    debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(display_name(req)), "defaulting");
+    Verdict { patch: Some(patch), ..Verdict::allow() }
 }
 
-/// `add` operations for every spec field that is missing or null and has a default; `None` when there are none or
-/// the spec does not decode.
-fn defaulting_patch(spec: &Value) -> Option<json_patch::Patch> {
-    let current = spec.as_object()?;
-    let decoded = WebsiteSpec::deserialize(spec).ok()?;
-    let defaulted = serde_json::to_value(website_crd::defaults(&decoded)).ok()?;
+/// The JSON text of `add` operations for every spec field that is missing (or null, which decodes the same) and
+/// has a default; `None` when there are none.
+fn defaulting_patch(spec: &WebsiteSpec) -> Option<Vec<u8>> {
+    // Unset optional fields are not serialized: the fields the defaults add are the ones missing here.
+    let Ok(Value::Object(set)) = serde_json::to_value(spec) else { return None };
+    let Ok(Value::Object(defaulted)) = serde_json::to_value(website_crd::defaults(spec)) else { return None };
     let ops: Vec<Value> = defaulted
-        .as_object()?
-        .iter()
-        .filter(|(key, _)| current.get(key.as_str()).is_none_or(Value::is_null))
+        .into_iter()
+        .filter(|(key, _)| !set.contains_key(key))
         .map(|(key, value)| serde_json::json!({"op": "add", "path": format!("/spec/{key}"), "value": value}))
         .collect();
     if ops.is_empty() {
         return None;
     }
-    serde_json::from_value(Value::Array(ops)).ok()
+    serde_json::to_vec(&ops).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::admission::AdmissionReview;
+    use crate::review::parse_review;
     use serde_json::json;
 
-    fn request(operation: &str, object: Value) -> AdmissionRequest<DynamicObject> {
-        let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
+    /// `validate` of the request in `review`, decoded as the server decodes it.
+    fn validate(review: &Value) -> Verdict {
+        let body = serde_json::to_vec(review).expect("JSON");
+        super::validate(&parse_review(&body).expect("a well-formed review"))
+    }
+
+    /// `mutate` of the request in `review`, decoded as the server decodes it.
+    fn mutate(review: &Value) -> Verdict {
+        let body = serde_json::to_vec(review).expect("JSON");
+        super::mutate(&parse_review(&body).expect("a well-formed review"))
+    }
+
+    /// An AdmissionReview of `operation` on `object`.
+    fn request(operation: &str, object: Value) -> Value {
+        json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
@@ -278,15 +303,13 @@ mod tests {
                 "oldObject": null,
                 "dryRun": false
             }
-        }))
-        .expect("valid review");
-        review.try_into().expect("has a request")
+        })
     }
 
     /// An UPDATE from `old` to `new`, with `oldObject` as the API server sends it.
-    fn update(old: Value, new: Value) -> AdmissionRequest<DynamicObject> {
+    fn update(old: Value, new: Value) -> Value {
         let mut req = request("UPDATE", new);
-        req.old_object = Some(serde_json::from_value(old).expect("a valid object"));
+        req["request"]["oldObject"] = old;
         req
     }
 
@@ -304,25 +327,24 @@ mod tests {
         })
     }
 
-    fn causes(response: &AdmissionResponse) -> Vec<(String, String)> {
+    fn causes(response: &Verdict) -> Vec<(String, String)> {
         let details = response.result.details.as_ref().expect("details");
         details.causes.iter().map(|c| (c.field.clone(), c.message.clone())).collect()
     }
 
     #[test]
     fn admits_a_valid_website_with_no_warnings() {
-        let r = validate(
-            &Rules::new(),
-            &request("CREATE", website(json!({"gitRepo": "https://github.com/luksa/kubia-website-example.git"}))),
-        );
+        let r = validate(&request(
+            "CREATE",
+            website(json!({"gitRepo": "https://github.com/luksa/kubia-website-example.git"})),
+        ));
         assert!(r.allowed, "{:?}", r.result);
-        assert_eq!(r.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
-        assert_eq!(r.warnings, None);
+        assert_eq!(r.warnings, Vec::<String>::new());
     }
 
     #[test]
     fn denies_a_missing_git_repo_naming_the_field() {
-        let r = validate(&Rules::new(), &request("CREATE", website(json!({}))));
+        let r = validate(&request("CREATE", website(json!({}))));
         assert!(!r.allowed);
         assert_eq!(r.result.code, 422);
         let c = causes(&r);
@@ -333,7 +355,7 @@ mod tests {
 
     #[test]
     fn denies_a_malformed_git_repo_with_the_rule_and_what_is_accepted() {
-        let r = validate(&Rules::new(), &request("CREATE", website(json!({"gitRepo": "ext::sh -c touch% /tmp/x"}))));
+        let r = validate(&request("CREATE", website(json!({"gitRepo": "ext::sh -c touch% /tmp/x"}))));
         assert!(!r.allowed);
         assert_eq!(
             r.result.message,
@@ -345,7 +367,7 @@ mod tests {
     #[test]
     fn lists_every_violation_in_the_message_and_the_causes() {
         let spec = json!({"gitRepo": "ftp://x/y", "replicas": 0, "serviceType": "Internal", "port": "80"});
-        let r = validate(&Rules::new(), &request("CREATE", website(spec)));
+        let r = validate(&request("CREATE", website(spec)));
         assert!(!r.allowed);
         let fields: Vec<String> = causes(&r).into_iter().map(|c| c.0).collect();
         assert_eq!(fields, ["spec.gitRepo", "spec.replicas", "spec.serviceType", "spec.port"]);
@@ -360,16 +382,15 @@ mod tests {
     fn denies_names_that_cannot_name_a_service() {
         let mut object = website(json!({"gitRepo": "https://e.com/r.git"}));
         object["metadata"]["name"] = json!("My.Site");
-        let r = validate(&Rules::new(), &request("CREATE", object));
+        let r = validate(&request("CREATE", object));
         assert_eq!(causes(&r)[0].0, "metadata.name");
     }
 
     #[test]
     fn admits_http_repositories_with_a_warning() {
-        let r =
-            validate(&Rules::new(), &request("CREATE", website(json!({"gitRepo": "http://git.internal/site.git"}))));
+        let r = validate(&request("CREATE", website(json!({"gitRepo": "http://git.internal/site.git"}))));
         assert!(r.allowed);
-        let warnings = r.warnings.expect("a warning");
+        let warnings = r.warnings;
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("without encryption"), "{warnings:?}");
     }
@@ -377,25 +398,25 @@ mod tests {
     #[test]
     fn allows_deletes_and_other_kinds_untouched() {
         let mut delete = request("DELETE", website(json!({"gitRepo": "file:///x"})));
-        delete.object = None;
-        assert!(validate(&Rules::new(), &delete).allowed);
+        delete["request"]["object"] = Value::Null;
+        assert!(validate(&delete).allowed);
         let mut pod = request("CREATE", website(json!({"gitRepo": "file:///x"})));
-        pod.kind = GroupVersionKind::gvk("", "v1", "Pod");
-        assert!(validate(&Rules::new(), &pod).allowed);
+        pod["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+        assert!(validate(&pod).allowed);
         assert!(mutate(&pod).patch.is_none());
     }
 
     #[test]
     fn dry_run_requests_get_the_same_verdict() {
         let mut req = request("CREATE", website(json!({"gitRepo": "/srv/site"})));
-        let live = validate(&Rules::new(), &req);
-        req.dry_run = true;
-        let dry = validate(&Rules::new(), &req);
+        let live = validate(&req);
+        req["request"]["dryRun"] = json!(true);
+        let dry = validate(&req);
         assert_eq!(live, dry);
         assert!(!dry.allowed);
     }
 
-    fn patch_of(r: &AdmissionResponse) -> Value {
+    fn patch_of(r: &Verdict) -> Value {
         serde_json::from_slice(r.patch.as_deref().expect("a patch")).expect("patch is JSON")
     }
 
@@ -403,8 +424,6 @@ mod tests {
     fn mutation_adds_every_missing_default_and_nothing_else() {
         let r = mutate(&request("CREATE", website(json!({"gitRepo": "https://e.com/r.git", "port": 8080}))));
         assert!(r.allowed);
-        let serialized = serde_json::to_value(&r).expect("serializes");
-        assert_eq!(serialized["patchType"], "JSONPatch");
         let mut ops: Vec<(String, String, Value)> = patch_of(&r)
             .as_array()
             .expect("array")
@@ -448,7 +467,6 @@ mod tests {
         let r = mutate(&request("CREATE", website(full)));
         assert!(r.allowed);
         assert_eq!(r.patch, None);
-        assert!(serde_json::to_value(&r).expect("serializes").get("patchType").is_none());
     }
 
     #[test]
@@ -459,20 +477,19 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_object_is_denied_as_malformed_with_the_uid() {
+    fn a_missing_object_is_denied_as_malformed() {
         let mut req = request("CREATE", website(json!({"gitRepo": "https://e.com/r.git"})));
-        req.object = None;
-        let r = validate(&Rules::new(), &req);
+        req["request"]["object"] = Value::Null;
+        let r = validate(&req);
         assert!(!r.allowed);
         assert_eq!(r.result.code, 400);
-        assert_eq!(r.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
         assert!(r.result.message.contains("carries no object"));
     }
 
     #[test]
     fn an_update_without_the_old_object_is_denied_as_malformed_by_both() {
         let req = request("UPDATE", website(json!({"gitRepo": "https://e.com/r.git"})));
-        for r in [validate(&Rules::new(), &req), mutate(&req)] {
+        for r in [validate(&req), mutate(&req)] {
             assert!(!r.allowed);
             assert_eq!(r.result.code, 400);
             assert_eq!(
@@ -488,17 +505,17 @@ mod tests {
         let mut labelled = stored_before_the_rules();
         labelled["metadata"]["labels"] = json!({"x": "y"});
         let req = update(stored_before_the_rules(), labelled);
-        let validated = validate(&Rules::new(), &req);
+        let validated = validate(&req);
         assert!(validated.allowed, "{:?}", validated.result);
-        assert_eq!(validated.warnings, None);
+        assert!(validated.warnings.is_empty());
         let mutated = mutate(&req);
         assert!(mutated.allowed, "{:?}", mutated.result);
         assert_eq!(mutated.patch, None, "an unchanged spec gets no defaults either");
     }
 
     /// Both webhooks admit `req`, and the mutating one adds no patch.
-    fn assert_admitted_untouched(req: &AdmissionRequest<DynamicObject>) {
-        let validated = validate(&Rules::new(), req);
+    fn assert_admitted_untouched(req: &Value) {
+        let validated = validate(req);
         assert!(validated.allowed, "{:?}", validated.result);
         let mutated = mutate(req);
         assert!(mutated.allowed, "{:?}", mutated.result);
@@ -530,7 +547,7 @@ mod tests {
     fn a_spec_changing_update_is_judged_on_the_whole_spec_and_says_which_stored_value_to_fix_first() {
         let mut changed = stored_before_the_rules();
         changed["spec"]["replicas"] = json!(0);
-        let r = validate(&Rules::new(), &update(stored_before_the_rules(), changed));
+        let r = validate(&update(stored_before_the_rules(), changed));
         assert!(!r.allowed);
         assert_eq!(r.result.code, 422);
         let c = causes(&r);
@@ -555,7 +572,7 @@ mod tests {
     fn a_spec_changing_update_that_fixes_every_stored_value_is_admitted() {
         let mut fixed = stored_before_the_rules();
         fixed["spec"]["gitRepo"] = json!("https://e.com/r.git");
-        let r = validate(&Rules::new(), &update(stored_before_the_rules(), fixed));
+        let r = validate(&update(stored_before_the_rules(), fixed));
         assert!(r.allowed, "{:?}", r.result);
     }
 
@@ -581,10 +598,10 @@ mod tests {
             object["metadata"]["name"] = json!("My.Site");
             object
         };
-        let created = validate(&Rules::new(), &request("CREATE", named(json!({"gitRepo": "https://e.com/r.git"}))));
+        let created = validate(&request("CREATE", named(json!({"gitRepo": "https://e.com/r.git"}))));
         assert_eq!(causes(&created)[0].0, "metadata.name");
         let old = named(json!({"gitRepo": "https://e.com/r.git"}));
-        let edited = validate(&Rules::new(), &update(old, named(json!({"gitRepo": "https://e.com/other.git"}))));
+        let edited = validate(&update(old, named(json!({"gitRepo": "https://e.com/other.git"}))));
         assert!(edited.allowed, "{:?}", edited.result);
     }
 }

@@ -1,14 +1,13 @@
 //! The Website admission webhook: a TLS server that validates and defaults `Website` objects.
 //!
-//! Where to start: [`admission`] holds the rules as plain functions (an `AdmissionRequest` in, an
-//! `AdmissionResponse` out); [`server`] wraps them in HTTP routes and builds the [`server::Application`];
+//! Where to start: [`admission`] holds the rules as plain functions (a [`review::Request`] in, an
+//! [`admission::Verdict`] out); [`review`] decodes a request body in one pass; [`server`] wraps them in HTTP routes and builds the [`server::Application`];
 //! [`tls`] loads the serving certificate and reloads it when its files change; [`settings`] lists every flag;
 //! [`self_managed`] keeps the webhook's own CA and certificate in a Secret and its CA in the webhook configurations.
 
 pub mod admission;
 pub mod capacity;
 pub mod log;
-pub use admission::Rules;
 pub mod readiness;
 pub mod review;
 pub mod self_managed;

@@ -2,15 +2,19 @@
 //!
 //! kube's `AdmissionReview<DynamicObject>` buffers the whole review (a flattened `TypeMeta`) and then each object (a
 //! flattened `DynamicObject`) before decoding them, and decodes every field of the objects' metadata, managed fields
-//! and annotations included. The rules read a request's identity, its operation, and of each object only its name,
-//! its deletion timestamp and its `spec`: [`parse_review`] decodes exactly that, straight from the bytes, skipping the
-//! rest without building it, and hands the rules kube's `AdmissionRequest<DynamicObject>` holding those fields.
+//! and annotations included, into owned strings and maps. The rules read a request's identity, its operation, and
+//! of each object only its name, its deletion timestamp and its `spec`: [`parse_review`] decodes exactly that,
+//! straight from the bytes, skipping the rest without building it. Strings are borrowed from the body (copied only
+//! when they hold escapes), and a `spec` is kept as the JSON text it arrived as, for the rules to decode into a
+//! typed `WebsiteSpec` in one go.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::core::admission::{AdmissionRequest, Operation};
-use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use std::borrow::Cow;
+
+use kube::core::admission::Operation;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// `apiVersion` of the AdmissionReviews this webhook answers.
 pub const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -40,122 +44,119 @@ pub enum ReviewError {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(default, rename = "apiVersion")]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    request: Option<Request>,
+struct Envelope<'a> {
+    #[serde(default, rename = "apiVersion", borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    request: Option<Request<'a>>,
 }
 
-/// The fields of kube's `AdmissionRequest` (the same ones required), objects reduced to what the rules read.
-#[derive(Deserialize)]
+/// An admission request, as much of it as the rules read, borrowed from the body it was parsed from.
+///
+/// The fields the admission API requires are required here too (`uid`, `kind`, `resource`, `operation`,
+/// `userInfo`); `resource` and `userInfo` are only checked to be there, since no rule reads them.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Request {
-    uid: String,
-    kind: GroupVersionKind,
-    resource: GroupVersionResource,
+pub struct Request<'a> {
+    /// `request.uid`, which the answer must carry.
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    /// The kind of the object.
+    #[serde(borrow)]
+    pub kind: Kind<'a>,
+    #[serde(rename = "resource")]
+    _resource: IgnoredAny,
+    /// The object's name; empty on a CREATE whose object has only a `generateName`.
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    /// The object's namespace.
+    #[serde(default, borrow)]
+    pub namespace: Option<Cow<'a, str>>,
+    /// What is being done.
+    pub operation: Operation,
+    #[serde(rename = "userInfo")]
+    _user_info: IgnoredAny,
+    /// The object as it would be stored: present on CREATE and UPDATE.
+    #[serde(default, borrow)]
+    pub object: Option<Object<'a>>,
+    /// The stored object: present on UPDATE and DELETE.
+    #[serde(default, borrow)]
+    pub old_object: Option<Object<'a>>,
+    /// Whether nothing will be persisted.
     #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    request_kind: Option<GroupVersionKind>,
-    #[serde(default)]
-    request_resource: Option<GroupVersionResource>,
-    #[serde(default)]
-    request_sub_resource: Option<String>,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    operation: Operation,
-    user_info: k8s_openapi::api::authentication::v1::UserInfo,
-    #[serde(default)]
-    object: Option<Object>,
-    #[serde(default)]
-    old_object: Option<Object>,
-    #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
 }
 
-#[derive(Deserialize)]
-struct Object {
-    #[serde(default, rename = "apiVersion")]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    metadata: Metadata,
-    #[serde(default)]
-    spec: Option<Value>,
+/// `request.kind`: the group, version and kind of the object.
+#[derive(Debug, Deserialize)]
+pub struct Kind<'a> {
+    /// API group; empty for the core group.
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
+    /// API version.
+    #[serde(borrow)]
+    pub version: Cow<'a, str>,
+    /// Kind.
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
 }
 
-#[derive(Deserialize, Default)]
+/// An object of a request: its name, whether it is being deleted, and its `spec` as the JSON text it was sent as.
+#[derive(Debug, Deserialize)]
+pub struct Object<'a> {
+    #[serde(default, borrow)]
+    metadata: Metadata<'a>,
+    /// `spec`, unparsed; `None` when it is missing or null.
+    #[serde(default, borrow)]
+    pub spec: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Metadata {
+struct Metadata<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    generate_name: Option<Cow<'a, str>>,
     #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    generate_name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    deletion_timestamp: Option<Time>,
+    deletion_timestamp: Option<IgnoredAny>,
 }
 
-impl Object {
-    fn into_dynamic(self) -> DynamicObject {
-        let types = (!self.api_version.is_empty() || !self.kind.is_empty())
-            .then_some(TypeMeta { api_version: self.api_version, kind: self.kind });
-        let mut data = serde_json::Map::new();
-        if let Some(spec) = self.spec {
-            data.insert("spec".into(), spec);
-        }
-        DynamicObject {
-            types,
-            metadata: ObjectMeta {
-                name: self.metadata.name,
-                generate_name: self.metadata.generate_name,
-                namespace: self.metadata.namespace,
-                deletion_timestamp: self.metadata.deletion_timestamp,
-                ..ObjectMeta::default()
-            },
-            data: Value::Object(data),
-        }
+impl Object<'_> {
+    /// `metadata.name`.
+    pub fn name(&self) -> Option<&str> {
+        self.metadata.name.as_deref()
+    }
+
+    /// `metadata.generateName`.
+    pub fn generate_name(&self) -> Option<&str> {
+        self.metadata.generate_name.as_deref()
+    }
+
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub fn is_being_deleted(&self) -> bool {
+        self.metadata.deletion_timestamp.is_some()
     }
 }
 
-/// Parses a request body into the request it carries, in one pass over the bytes.
+/// Parses a request body into the request it carries, in one pass over the bytes, borrowing its strings.
 ///
 /// # Errors
 /// See [`ReviewError`]. Only a body that fails the one pass is looked at again, to say what is wrong with it.
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-    let envelope: Envelope = match serde_json::from_slice(body) {
+pub fn parse_review(body: &[u8]) -> Result<Request<'_>, ReviewError> {
+    let envelope: Envelope<'_> = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(error) => return Err(diagnose(body, error)),
     };
     if envelope.kind != REVIEW_KIND || envelope.api_version != REVIEW_API_VERSION {
-        return Err(ReviewError::NotAdmissionReview { kind: envelope.kind, api_version: envelope.api_version });
+        return Err(ReviewError::NotAdmissionReview {
+            kind: envelope.kind.into_owned(),
+            api_version: envelope.api_version.into_owned(),
+        });
     }
-    let request = envelope.request.ok_or(ReviewError::MissingRequest)?;
-    Ok(AdmissionRequest {
-        types: TypeMeta { api_version: REVIEW_API_VERSION.into(), kind: REVIEW_KIND.into() },
-        uid: request.uid,
-        kind: request.kind,
-        resource: request.resource,
-        sub_resource: request.sub_resource,
-        request_kind: request.request_kind,
-        request_resource: request.request_resource,
-        request_sub_resource: request.request_sub_resource,
-        name: request.name,
-        namespace: request.namespace,
-        operation: request.operation,
-        user_info: request.user_info,
-        object: request.object.map(Object::into_dynamic),
-        old_object: request.old_object.map(Object::into_dynamic),
-        dry_run: request.dry_run,
-        options: None,
-    })
+    envelope.request.ok_or(ReviewError::MissingRequest)
 }
 
 /// Why `body` failed the one pass: not JSON at all, another kind of object, no request, or a malformed request.
@@ -212,21 +213,48 @@ mod tests {
         });
         let body = serde_json::to_vec(&review(object)).expect("json");
         let lean = parse_review(&body).expect("parses");
-        let full: kube::core::admission::AdmissionReview<DynamicObject> =
+        let full: kube::core::admission::AdmissionReview<kube::core::DynamicObject> =
             serde_json::from_slice(&body).expect("kube parses it too");
-        let full: AdmissionRequest<DynamicObject> = full.try_into().expect("a request");
+        let full: kube::core::admission::AdmissionRequest<kube::core::DynamicObject> =
+            full.try_into().expect("a request");
         assert_eq!(lean.uid, full.uid);
-        assert_eq!(lean.kind, full.kind);
+        assert_eq!(
+            (&*lean.kind.group, &*lean.kind.version, &*lean.kind.kind),
+            (full.kind.group.as_str(), full.kind.version.as_str(), full.kind.kind.as_str())
+        );
         assert_eq!(lean.operation, full.operation);
-        assert_eq!((lean.name.as_str(), lean.namespace.as_deref()), ("kubia", Some("shop")));
-        assert_eq!(lean.user_info.username, full.user_info.username);
+        assert_eq!((&*lean.name, lean.namespace.as_deref()), ("kubia", Some("shop")));
         assert!(lean.dry_run);
         let (object, reference) = (lean.object.expect("object"), full.object.expect("object"));
-        assert_eq!(object.metadata.name, reference.metadata.name);
-        assert_eq!(object.metadata.deletion_timestamp, reference.metadata.deletion_timestamp);
-        assert_eq!(object.data.get("spec"), reference.data.get("spec"));
-        assert_eq!(object.types, reference.types);
-        assert!(lean.old_object.expect("old object").data.get("spec").is_none());
+        assert_eq!(object.name(), reference.metadata.name.as_deref());
+        assert_eq!(object.is_being_deleted(), reference.metadata.deletion_timestamp.is_some());
+        let spec: Value = serde_json::from_str(object.spec.expect("a spec").get()).expect("JSON");
+        assert_eq!(Some(&spec), reference.data.get("spec"));
+        assert!(lean.old_object.expect("old object").spec.is_none());
+    }
+
+    #[test]
+    fn strings_are_borrowed_from_the_body_unless_they_hold_escapes() {
+        let mut with_escape = review(json!({"metadata": {"name": "kubia"}, "spec": {"gitRepo": "x"}}));
+        with_escape["request"]["uid"] = json!("u-\"1");
+        let body = serde_json::to_vec(&with_escape).expect("json");
+        let request = parse_review(&body).expect("parses");
+        assert!(matches!(request.uid, std::borrow::Cow::Owned(_)));
+        assert_eq!(request.uid, "u-\"1");
+        assert!(matches!(request.kind.kind, std::borrow::Cow::Borrowed("Website")));
+        assert_eq!(request.object.expect("object").spec.expect("spec").get(), r#"{"gitRepo":"x"}"#);
+    }
+
+    #[test]
+    fn a_null_spec_is_no_spec_and_required_fields_stay_required() {
+        let body = serde_json::to_vec(&review(json!({"metadata": {"name": "kubia"}, "spec": null}))).expect("json");
+        assert!(parse_review(&body).expect("parses").object.expect("object").spec.is_none());
+        for field in ["uid", "kind", "resource", "operation", "userInfo"] {
+            let mut incomplete = review(json!({}));
+            incomplete["request"].as_object_mut().expect("object").remove(field);
+            let error = parse_review(&serde_json::to_vec(&incomplete).expect("json")).expect_err(field);
+            assert!(error.to_string().contains(field), "{field}: {error}");
+        }
     }
 
     #[test]

@@ -14,16 +14,14 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use base64::Engine as _;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::admission::{self, Rules};
+use crate::admission::{self, Request, Verdict};
 use crate::capacity::{self, Capacity, Limits};
 use crate::log::Untrusted;
 use crate::readiness::Readiness;
-pub use crate::review::{ReviewError, parse_review};
+pub use crate::review::{REVIEW_API_VERSION, REVIEW_KIND, ReviewError, parse_review};
 use crate::settings::Settings;
 use crate::tls::{self, ReloadingCertResolver};
 use crate::{Error, Result};
@@ -39,7 +37,7 @@ async fn answer(
     request: HttpRequest,
     payload: web::Payload,
     route: &str,
-    judge: impl FnOnce(&AdmissionRequest<DynamicObject>) -> kube::core::admission::AdmissionResponse,
+    judge: fn(&Request<'_>) -> Verdict,
 ) -> HttpResponse {
     let capacity = capacity.into_inner();
     let (body, _reservation) = match capacity::read_body(&capacity, request.headers(), payload).await {
@@ -55,7 +53,7 @@ async fn answer(
     match parse_review(&body) {
         Ok(request) => HttpResponse::Ok()
             .content_type(actix_web::http::header::ContentType::json())
-            .body(encode_review_bytes(&judge(&request))),
+            .body(encode_review_bytes(&request.uid, &judge(&request))),
         Err(error) => {
             warn!(error = %Untrusted(&error.to_string()), route, "rejecting a request that is not an AdmissionReview");
             error.error_response()
@@ -63,9 +61,9 @@ async fn answer(
     }
 }
 
-/// The response wrapped in an AdmissionReview, as the API server reads it: `response.patch` is base64, as the
-/// admission API defines it (kube-core serializes the bytes as an array of numbers), and `patchType` is `JSONPatch`
-/// when there is a patch. Borrowed from the response: encoding copies nothing but the patch's base64.
+/// The answer to the request of `uid`, wrapped in an AdmissionReview, as the API server reads it: `response.patch`
+/// is the base64 of the JSON Patch, as the admission API defines it, and `patchType` is `JSONPatch` when there is a
+/// patch. Borrowed from the verdict: encoding copies nothing but the patch's base64.
 #[derive(serde::Serialize)]
 struct ReviewOut<'a> {
     #[serde(rename = "apiVersion")]
@@ -84,56 +82,49 @@ struct ResponseOut<'a> {
     patch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
-    audit_annotations: &'a std::collections::HashMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    warnings: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 impl<'a> ReviewOut<'a> {
-    fn of(response: &'a AdmissionResponse) -> Self {
-        let patch = response.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+    fn of(uid: &'a str, verdict: &'a Verdict) -> Self {
+        let patch = verdict.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
         Self {
-            api_version: META_API_VERSION_V1,
-            kind: META_KIND,
+            api_version: REVIEW_API_VERSION,
+            kind: REVIEW_KIND,
             response: ResponseOut {
-                uid: &response.uid,
-                allowed: response.allowed,
-                status: &response.result,
+                uid,
+                allowed: verdict.allowed,
+                status: &verdict.result,
                 patch_type: patch.is_some().then_some("JSONPatch"),
                 patch,
-                audit_annotations: &response.audit_annotations,
-                warnings: response.warnings.as_ref(),
+                warnings: &verdict.warnings,
             },
         }
     }
 }
 
-/// The response wrapped in an AdmissionReview, in JSON form (see [`encode_review_bytes`] for the bytes).
-pub fn encode_review(response: AdmissionResponse) -> Value {
-    serde_json::to_value(ReviewOut::of(&response)).unwrap_or_else(|e| encoding_failed(&e))
+/// The answer to the request of `uid`, wrapped in an AdmissionReview, in JSON form (see [`encode_review_bytes`]
+/// for the bytes).
+pub fn encode_review(uid: &str, verdict: &Verdict) -> Value {
+    serde_json::to_value(ReviewOut::of(uid, verdict)).unwrap_or_else(|e| encoding_failed(&e))
 }
 
-/// The response wrapped in an AdmissionReview, encoded as the body of the answer: `response.patch` base64-encoded
-/// as the admission API defines it.
-pub fn encode_review_bytes(response: &AdmissionResponse) -> Vec<u8> {
-    serde_json::to_vec(&ReviewOut::of(response))
+/// The answer to the request of `uid`, wrapped in an AdmissionReview and encoded as the body of the HTTP answer:
+/// `response.patch` base64-encoded as the admission API defines it.
+pub fn encode_review_bytes(uid: &str, verdict: &Verdict) -> Vec<u8> {
+    serde_json::to_vec(&ReviewOut::of(uid, verdict))
         .unwrap_or_else(|e| serde_json::to_vec(&encoding_failed(&e)).unwrap_or_default())
 }
 
 /// Serializing plain strings, numbers and maps cannot fail; answer something well-formed regardless.
 fn encoding_failed(error: &serde_json::Error) -> Value {
-    serde_json::json!({"apiVersion": META_API_VERSION_V1, "kind": META_KIND,
+    serde_json::json!({"apiVersion": REVIEW_API_VERSION, "kind": REVIEW_KIND,
         "response": {"uid": "", "allowed": false, "status": {"code": 500, "message": format!("failed to encode the response: {error}")}}})
 }
 
-async fn validate(
-    rules: web::Data<Rules>,
-    capacity: web::Data<Capacity>,
-    request: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    answer(capacity, request, payload, "/validate", |req| admission::validate(&rules, req)).await
+async fn validate(capacity: web::Data<Capacity>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    answer(capacity, request, payload, "/validate", admission::validate).await
 }
 
 async fn mutate(capacity: web::Data<Capacity>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -166,10 +157,9 @@ pub fn health_routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(readyz)));
 }
 
-/// Application state shared by every worker: the rules (with their compiled schema) and the budget of bytes in
-/// flight.
-pub fn app_data(limits: Limits) -> (web::Data<Rules>, web::Data<Capacity>) {
-    (web::Data::new(Rules::new()), web::Data::new(Capacity::new(limits)))
+/// Application state shared by every worker: the budget of bytes in flight.
+pub fn app_data(limits: Limits) -> web::Data<Capacity> {
+    web::Data::new(Capacity::new(limits))
 }
 
 /// The running webhook: its listeners, bound, and the certificate reloader.
@@ -198,17 +188,13 @@ impl Application {
         let tls_config = tls::server_config(resolver.clone())?;
         let listener = bind(settings.listen_addr)?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
-        let (rules, capacity) = app_data(settings.limits());
+        let capacity = app_data(settings.limits());
         let readiness = if settings.self_managed.enabled { Readiness::awaiting_trust() } else { Readiness::trusted() };
         let ready = web::Data::new(readiness.clone());
         let shutdown = settings.shutdown_timeout_seconds;
         let admission_ready = ready.clone();
         let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(rules.clone())
-                .app_data(capacity.clone())
-                .app_data(admission_ready.clone())
-                .configure(admission_routes)
+            App::new().app_data(capacity.clone()).app_data(admission_ready.clone()).configure(admission_routes)
         })
         .shutdown_timeout(shutdown)
         // A client gets as long for its headers as for its body; then the connection is closed.
@@ -294,42 +280,49 @@ impl Application {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::core::admission::AdmissionResponse;
 
-    /// What kube-core's own serialization gives, with the patch turned into the base64 the API defines.
-    fn kube_encoding(response: AdmissionResponse) -> Value {
+    /// What kube-core's own serialization of the same answer gives, with the patch turned into the base64 the API
+    /// defines (kube-core writes the bytes as an array of numbers).
+    fn kube_encoding(uid: &str, verdict: &Verdict) -> Value {
+        let mut response = AdmissionResponse::invalid("");
+        response.uid = uid.to_owned();
+        response.allowed = verdict.allowed;
+        response.result = verdict.result.clone();
+        response.warnings = (!verdict.warnings.is_empty()).then(|| verdict.warnings.clone());
+        if let Some(patch) = &verdict.patch {
+            response = response.with_patch(serde_json::from_slice(patch).expect("a JSON patch")).expect("encodes");
+        }
         let patch = response.patch.as_deref().map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
         let mut review = serde_json::to_value(response.into_review()).expect("serializes");
+        review["apiVersion"] = REVIEW_API_VERSION.into();
         if let (Some(patch), Some(slot)) = (patch, review.pointer_mut("/response/patch")) {
             *slot = Value::String(patch);
         }
         review
     }
 
-    fn responses() -> Vec<AdmissionResponse> {
-        let mut allowed = AdmissionResponse::invalid("x");
-        allowed.allowed = true;
-        allowed.result = Default::default();
-        allowed.uid = "u-1".into();
-        let mut warned = allowed.clone();
-        warned.warnings = Some(vec!["spec.gitRepo: http is unencrypted".into()]);
-        let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::json!([{"op": "add", "path": "/spec/replicas", "value": 1}]))
-                .expect("a patch");
-        let patched = allowed.clone().with_patch(patch).expect("encodes");
-        let mut denied = allowed.clone().deny("spec.gitRepo: must name a host");
-        denied.result.code = 422;
+    fn verdicts() -> Vec<Verdict> {
+        let allowed = Verdict::allow();
+        let warned = Verdict { warnings: vec!["spec.gitRepo: http is unencrypted".into()], ..Verdict::allow() };
+        let patched = Verdict {
+            patch: Some(br#"[{"op":"add","path":"/spec/replicas","value":1}]"#.to_vec()),
+            ..Verdict::allow()
+        };
+        let denied = Verdict::deny(422, "Invalid", "spec.gitRepo: must name a host".into());
         vec![allowed, warned, patched, denied]
     }
 
     #[test]
     fn the_answer_is_encoded_as_kube_encodes_it_with_a_base64_patch() {
-        for response in responses() {
-            let ours: Value = serde_json::from_slice(&encode_review_bytes(&response)).expect("JSON");
-            assert_eq!(ours, kube_encoding(response.clone()), "{response:?}");
-            assert_eq!(encode_review(response), ours);
+        for verdict in verdicts() {
+            let ours: Value = serde_json::from_slice(&encode_review_bytes("u-1", &verdict)).expect("JSON");
+            assert_eq!(ours, kube_encoding("u-1", &verdict), "{verdict:?}");
+            assert_eq!(encode_review("u-1", &verdict), ours);
+            assert_eq!(ours["response"]["uid"], "u-1");
         }
-        let patched = &responses()[2];
-        let ours: Value = serde_json::from_slice(&encode_review_bytes(patched)).expect("JSON");
+        let patched = &verdicts()[2];
+        let ours: Value = serde_json::from_slice(&encode_review_bytes("u-1", patched)).expect("JSON");
         assert_eq!(ours["response"]["patchType"], "JSONPatch");
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(ours["response"]["patch"].as_str().expect("a base64 string"))

@@ -19,8 +19,7 @@ const DEFAULT_LIMIT: usize = 3 * 1024 * 1024 + 64 * 1024;
 /// Status, `Content-Type` and body of one request to an app built with a `limit`-byte body limit.
 async fn call(limit: usize, method: Method, path: &str, payload: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
     let limits = Limits { max_body_bytes: limit, max_inflight_bytes: 16 << 20, body_timeout: Duration::from_secs(3) };
-    let (rules, capacity) = app_data(limits);
-    let app = test::init_service(App::new().app_data(rules).app_data(capacity).configure(admission_routes)).await;
+    let app = test::init_service(App::new().app_data(app_data(limits)).configure(admission_routes)).await;
     let request = test::TestRequest::default()
         .method(method)
         .uri(path)
