@@ -17,8 +17,10 @@
 //! Refusing loopback, unspecified and link-local hosts is best effort: a host name can still resolve to
 //! such an address. The real guard is a NetworkPolicy that limits the pods' egress.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 use crate::types::{GIT_REPO_MAX_LEN, REF_MAX_LEN};
 
@@ -73,11 +75,19 @@ pub struct GitRepo {
     raw: String,
     transport: Transport,
     scp_like: bool,
-    user: Option<String>,
-    host: String,
+    /// Where the parts are in `raw`.
+    user: Option<Range<usize>>,
+    host: Range<usize>,
     ip: Option<IpAddr>,
     port: Option<u16>,
-    path: String,
+    path: Range<usize>,
+}
+
+/// Where `part`, a slice of `whole`, starts and ends in it.
+fn span(whole: &str, part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    debug_assert!(start <= whole.len() && start + part.len() <= whole.len(), "{part:?} is not part of {whole:?}");
+    start..start + part.len()
 }
 
 /// How a [`GitRepo`] is reached.
@@ -384,11 +394,11 @@ impl GitRepo {
             raw: input.to_owned(),
             transport,
             scp_like: false,
-            user: user.map(str::to_owned),
-            host: host.to_owned(),
+            user: user.map(|user| span(input, user)),
+            host: span(input, host),
             ip,
             port,
-            path: path.to_owned(),
+            path: span(input, path),
         })
     }
 
@@ -429,11 +439,11 @@ impl GitRepo {
             raw: input.to_owned(),
             transport: Transport::Ssh,
             scp_like: true,
-            user: user.map(str::to_owned),
-            host: host.to_owned(),
+            user: user.map(|user| span(input, user)),
+            host: span(input, host),
             ip,
             port: None,
-            path: path.to_owned(),
+            path: span(input, path),
         })
     }
 
@@ -464,12 +474,12 @@ impl GitRepo {
 
     /// The user name before `@`, if any.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        self.user.clone().map(|user| &self.raw[user])
     }
 
     /// The host as written, without the brackets around an IPv6 address.
     pub fn host(&self) -> &str {
-        &self.host
+        &self.raw[self.host.clone()]
     }
 
     /// The address the host spells, when it is numeric (`10.0.0.7`, `[2001:db8::1]`, `167772167`).
@@ -485,7 +495,7 @@ impl GitRepo {
     /// The repository path as written: from the `/` after the host in a URL, after the `:` in a scp-like
     /// remote.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.raw[self.path.clone()]
     }
 }
 
@@ -494,31 +504,42 @@ fn check_characters(input: &str) -> Result<(), GitRepoError> {
     if input.trim().is_empty() {
         return Err(GitRepoError::Empty);
     }
-    let len = input.chars().count();
-    if len > GIT_REPO_MAX_LEN {
-        return Err(GitRepoError::TooLong(len));
+    // A character takes at least a byte: only a long input needs counting.
+    if input.len() > GIT_REPO_MAX_LEN {
+        let len = input.chars().count();
+        if len > GIT_REPO_MAX_LEN {
+            return Err(GitRepoError::TooLong(len));
+        }
     }
-    if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let ascii = input.is_ascii();
+    // In ASCII, the whitespace and control characters are the bytes up to the space, and DEL.
+    let blank_or_control = if ascii {
+        input.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        input.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if blank_or_control {
         return Err(GitRepoError::WhitespaceOrControl);
     }
     if input.starts_with('-') {
         return Err(GitRepoError::LeadingDash);
     }
-    if let Some(c) = input.chars().find(|&c| is_invisible(c)) {
+    if !ascii && let Some(c) = input.chars().find(|&c| is_invisible(c)) {
         return Err(GitRepoError::InvisibleCharacter(c));
     }
     if input.contains('\\') {
         return Err(GitRepoError::Backslash);
     }
     check_percent_encoding(input)?;
-    if let Some(c) = input.chars().find(|c| matches!(c, '?' | '#')) {
-        return Err(GitRepoError::QueryOrFragment(c));
+    if let Some(b) = input.bytes().find(|b| matches!(b, b'?' | b'#')) {
+        return Err(GitRepoError::QueryOrFragment(char::from(b)));
     }
     Ok(())
 }
 
 fn is_invisible(c: char) -> bool {
-    INVISIBLE.iter().any(|&(first, last)| (first..=last).contains(&c))
+    // The first range starts above ASCII and Latin-1's letters.
+    c >= INVISIBLE[0].0 && INVISIBLE.iter().any(|&(first, last)| (first..=last).contains(&c))
 }
 
 /// Every `%` starts two hex digits that encode neither a control character nor, with the bytes around them,
@@ -673,8 +694,8 @@ fn check_host_name(host: &str) -> Result<Option<Ipv4Addr>, GitRepoError> {
     if name.split('.').any(str::is_empty) {
         return Err(GitRepoError::EmptyHostLabel(host.to_owned()));
     }
-    let lower = name.to_ascii_lowercase();
-    if lower == "localhost" || lower.ends_with(".localhost") {
+    let last_label = name.rsplit('.').next().unwrap_or(name);
+    if last_label.eq_ignore_ascii_case("localhost") {
         refuse_local(host, Some(AddressKind::Loopback), None)?;
     }
     Ok(None)
@@ -754,7 +775,7 @@ fn check_path(path: &str, scp_like: bool) -> Result<(), GitRepoError> {
     if scp_like && first_segment(path).contains('@') {
         return Err(GitRepoError::EmbeddedPassword);
     }
-    let decoded = percent_decode(path);
+    let decoded = if path.contains('%') { Cow::Owned(percent_decode(path)) } else { Cow::Borrowed(path) };
     if first_segment(path).starts_with('-') || first_segment(&decoded).starts_with('-') {
         return Err(GitRepoError::PathStartsWithDash);
     }
@@ -870,6 +891,14 @@ pub fn check_ref(name: &str) -> Result<(), RefError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_ranges_are_sorted_so_that_ascii_skips_them() {
+        assert!(INVISIBLE.windows(2).all(|w| w[0].1 < w[1].0), "{INVISIBLE:?}");
+        assert!(INVISIBLE.iter().all(|&(first, last)| first <= last));
+        assert!(!(0..=0xFFu32).filter_map(char::from_u32).filter(|&c| c != '\u{00AD}').any(is_invisible));
+        assert!(is_invisible('\u{00AD}') && is_invisible('\u{200B}') && is_invisible('\u{E007F}'));
+    }
 
     /// The parts of a remote in one line: its scheme (or `scp-like`), then `user=`, `host=`, `port=` and
     /// `path=` for the parts it has.

@@ -254,9 +254,13 @@ pub fn mutate(req: &Request<'_>) -> Verdict {
 /// The JSON text of `add` operations for every spec field that is missing (or null, which decodes the same) and
 /// has a default; `None` when there are none.
 fn defaulting_patch(spec: &WebsiteSpec) -> Option<Vec<u8>> {
+    let defaulted = website_crd::defaults(spec);
+    if defaulted == *spec {
+        return None;
+    }
     // Unset optional fields are not serialized: the fields the defaults add are the ones missing here.
     let Ok(Value::Object(set)) = serde_json::to_value(spec) else { return None };
-    let Ok(Value::Object(defaulted)) = serde_json::to_value(website_crd::defaults(spec)) else { return None };
+    let Ok(Value::Object(defaulted)) = serde_json::to_value(defaulted) else { return None };
     let ops: Vec<Value> = defaulted
         .into_iter()
         .filter(|(key, _)| !set.contains_key(key))

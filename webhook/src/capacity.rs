@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web::Payload;
 use actix_web::{HttpResponse, ResponseError};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt as _};
 
 /// Bodies up to this size may use the reserve.
 pub const SMALL_BODY_BYTES: usize = 64 * 1024;
@@ -204,17 +204,19 @@ pub async fn read_body(
     }
     let mut reservation = Reservation::new(capacity, announced.unwrap_or(0))?;
     let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    // A small body has usually arrived with its headers, and the connection hands it over once the handler has
+    // started: let it, and take what is there without arming the deadline's timer.
+    tokio::task::yield_now().await;
+    loop {
+        match payload.next().now_or_never() {
+            Some(Some(chunk)) => append(&mut body, &mut reservation, chunk, max)?,
+            Some(None) => return Ok((body, reservation)),
+            None => break,
+        }
+    }
     let reading = async {
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
-            let size = body.len() + chunk.len();
-            if size > max {
-                return Err(BodyError::TooLarge { size, max });
-            }
-            if size > reservation.bytes {
-                reservation.grow(size - reservation.bytes)?;
-            }
-            body.extend_from_slice(&chunk);
+            append(&mut body, &mut reservation, chunk, max)?;
         }
         Ok(())
     };
@@ -222,6 +224,25 @@ pub async fn read_body(
         .await
         .map_err(|_| BodyError::TimedOut(limits.body_timeout))??;
     Ok((body, reservation))
+}
+
+/// Adds a chunk to the body, within the size limit and growing the reservation as needed.
+fn append(
+    body: &mut Vec<u8>,
+    reservation: &mut Reservation,
+    chunk: Result<actix_web::web::Bytes, actix_web::error::PayloadError>,
+    max: usize,
+) -> Result<(), BodyError> {
+    let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+    let size = body.len() + chunk.len();
+    if size > max {
+        return Err(BodyError::TooLarge { size, max });
+    }
+    if size > reservation.bytes {
+        reservation.grow(size - reservation.bytes)?;
+    }
+    body.extend_from_slice(&chunk);
+    Ok(())
 }
 
 #[cfg(test)]
