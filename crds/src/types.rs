@@ -62,6 +62,7 @@ pub const REF_MAX_LEN: usize = 255;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = declare_defaults)]
 pub struct WebsiteSpec {
     /// The git repository whose files are served, e.g. `https://github.com/luksa/kubia-website-example.git`.
     /// Accepted forms: `https://`, `http://`, `ssh://` and `git://` URLs (scheme in lowercase) with a host and a
@@ -95,6 +96,24 @@ pub struct WebsiteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 5, max = 86400))]
     pub sync_interval_seconds: Option<i32>,
+}
+
+/// Declares every field's default in the schema (`default`), for the API server to fill in what a manifest leaves
+/// out: the values of [`crate::defaults`], so that the schema, the mutating webhook and the controller agree.
+fn declare_defaults(schema: &mut schemars::Schema) {
+    let Ok(serde_json::Value::Object(defaults)) = serde_json::to_value(crate::defaults(&WebsiteSpec::new(""))) else {
+        return;
+    };
+    let Some(properties) = schema.get_mut("properties").and_then(serde_json::Value::as_object_mut) else {
+        return;
+    };
+    for (field, value) in defaults {
+        if let Some(property) = properties.get_mut(&field).and_then(serde_json::Value::as_object_mut)
+            && field != "gitRepo"
+        {
+            property.insert("default".into(), value);
+        }
+    }
 }
 
 impl WebsiteSpec {

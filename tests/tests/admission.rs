@@ -113,6 +113,17 @@ async fn kubectl_create_stores_every_default_and_keeps_explicit_values() -> Resu
         }),
         "stored spec: {spec}"
     );
+    // Explicit nulls, which the API server keeps, are defaulted by the mutating webhook.
+    let nulls = r#"{"apiVersion":"extensions.example.com/v1","kind":"Website","metadata":{"name":"kubia-nulls"},"spec":{"gitRepo":"https://github.com/luksa/kubia-website-example.git","ref":null,"replicas":null,"serviceType":null,"port":null,"syncIntervalSeconds":null}}"#;
+    cp.kubectl_with_stdin(&["create", "-n", "default", "-f", "-"], Some(nulls)).await?.ensure_success()?;
+    let spec = get_json(&cp, "default", "kubia-nulls").await?["spec"].clone();
+    ensure!(
+        spec == serde_json::json!({
+            "gitRepo": "https://github.com/luksa/kubia-website-example.git",
+            "ref": "HEAD", "replicas": 1, "serviceType": "ClusterIP", "port": 80, "syncIntervalSeconds": 60
+        }),
+        "stored spec: {spec}"
+    );
     cp.kubectl(&["create", "-n", "default", "-f", &example("website-full.yaml")]).await?.ensure_success()?;
     let spec = get_json(&cp, "default", "kubia-full").await?["spec"].clone();
     ensure!(
@@ -229,7 +240,7 @@ async fn kubectl_get_shows_the_printer_columns_and_explain_shows_the_docs() -> R
 }
 
 /// A Website stored while no webhook was registered: its repository is one the CRD schema admits but today's
-/// rules refuse, and it has none of the defaults. Then the webhooks are registered and called. The control plane
+/// rules refuse, and its `ref` is an explicit null, which only the mutating webhook defaults. Then the webhooks are registered and called. The control plane
 /// runs kube-controller-manager, whose garbage collector finishes foreground deletions.
 async fn setup_with_a_website_stored_before_the_rules(name: &str) -> Result<(ControlPlane, Operator)> {
     let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
@@ -239,13 +250,14 @@ async fn setup_with_a_website_stored_before_the_rules(name: &str) -> Result<(Con
     let stored = serde_json::json!({
         "apiVersion": "extensions.example.com/v1", "kind": "Website",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"gitRepo": "file:///etc"}
+        "spec": {"gitRepo": "file:///etc", "ref": null}
     });
     cp.kubectl_with_stdin(&["create", "-f", "-"], Some(&stored.to_string())).await?.ensure_success()?;
     op.enable_webhook(&cp, &OperatorOptions::default().failure_policy).await?;
     // The mutating configuration may be picked up a moment after the validating one: wait until a server-side
-    // dry run is defaulted, so that "no patch" below is the webhook's answer.
-    let probe = r#"{"apiVersion":"extensions.example.com/v1","kind":"Website","metadata":{"name":"defaulting-probe","namespace":"default"},"spec":{"gitRepo":"https://example.com/site.git"}}"#;
+    // dry run is defaulted by it, so that "no patch" below is the webhook's answer. The API server fills in a
+    // missing field from the schema's defaults itself, but keeps an explicit null: only the webhook replaces that.
+    let probe = r#"{"apiVersion":"extensions.example.com/v1","kind":"Website","metadata":{"name":"defaulting-probe","namespace":"default"},"spec":{"gitRepo":"https://example.com/site.git","replicas":null}}"#;
     eventually(Duration::from_secs(30), async || {
         let out = cp.kubectl_with_stdin(&["create", "--dry-run=server", "-o", "json", "-f", "-"], Some(probe)).await?;
         let object: Value = serde_json::from_str(&out.ensure_success()?)?;
@@ -262,9 +274,14 @@ async fn a_website_stored_before_the_rules_can_be_labelled_annotated_and_deleted
     let name = "legacy";
     let (cp, _op) = setup_with_a_website_stored_before_the_rules(name).await?;
     let website = format!("website/{name}");
-    let stored_spec = serde_json::json!({"gitRepo": "file:///etc"});
+    // The schema's defaults, filled in by the API server; the null ref was kept.
+    let stored_spec = serde_json::json!({
+        "gitRepo": "file:///etc", "ref": null, "replicas": 1, "serviceType": "ClusterIP", "port": 80,
+        "syncIntervalSeconds": 60
+    });
+    ensure!(get_json(&cp, "default", name).await?["spec"] == stored_spec, "stored before the rules: {stored_spec}");
 
-    // Labels and annotations leave the spec as it was: admitted as they are, and not defaulted either.
+    // Labels and annotations leave the spec as it was: admitted as they are, and not patched either.
     cp.kubectl(&["label", "-n", "default", &website, "x=y"]).await?.ensure_success()?;
     cp.kubectl(&["annotate", "-n", "default", &website, "note=kept"]).await?.ensure_success()?;
     let object = get_json(&cp, "default", name).await?;
