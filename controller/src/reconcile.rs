@@ -174,16 +174,22 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     // Read every child first: while any of them belongs to someone else, the Website writes none of them.
     let caches = &ctx.caches;
     let ns = namespace.as_str();
-    let config_claim =
-        children::claim(&apis.config_maps, caches.config_maps.as_ref(), ns, &web_config.name_any(), &uid).await?;
-    let policy_claim = match &policy {
-        Some(p) => Some(
-            children::claim(&apis.network_policies, caches.network_policies.as_ref(), ns, &p.name_any(), &uid).await?,
-        ),
-        None => None,
-    };
-    let deployment_claim = children::claim(&apis.deployments, caches.deployments.as_ref(), ns, &name, &uid).await?;
-    let service_claim = children::claim(&apis.services, caches.services.as_ref(), ns, &name, &uid).await?;
+    // The reads are independent: one round trip for all of them.
+    let config_name = web_config.name_any();
+    let policy_name = policy.as_ref().map(ResourceExt::name_any);
+    let (config_claim, policy_claim, deployment_claim, service_claim) = futures::try_join!(
+        children::claim(&apis.config_maps, caches.config_maps.as_ref(), ns, &config_name, &uid),
+        async {
+            match &policy_name {
+                Some(p) => children::claim(&apis.network_policies, caches.network_policies.as_ref(), ns, p, &uid)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        },
+        children::claim(&apis.deployments, caches.deployments.as_ref(), ns, &name, &uid),
+        children::claim(&apis.services, caches.services.as_ref(), ns, &name, &uid),
+    )?;
     let foreign: Vec<Conflict> = [
         foreign(&config_claim),
         policy_claim.as_ref().and_then(foreign),
