@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod capacity;
 pub mod log;
+pub mod metrics;
 pub mod readiness;
 pub mod review;
 pub mod self_managed;

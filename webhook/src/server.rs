@@ -8,7 +8,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::admission::{self, Request, Verdict};
 use crate::capacity::{self, Capacity, Limits};
 use crate::log::Untrusted;
+use crate::metrics::{self, Endpoint, Metrics};
 use crate::readiness::Readiness;
 pub use crate::review::{REVIEW_API_VERSION, REVIEW_KIND, ReviewError, parse_review};
 use crate::settings::Settings;
@@ -33,16 +34,22 @@ impl ResponseError for ReviewError {
 }
 
 async fn answer(
-    capacity: web::Data<Capacity>,
+    state: &State,
     request: HttpRequest,
     payload: web::Payload,
-    route: &str,
+    endpoint: Endpoint,
     judge: fn(&Request<'_>) -> Verdict,
 ) -> HttpResponse {
-    let capacity = capacity.into_inner();
-    let (body, _reservation) = match capacity::read_body(&capacity, request.headers(), payload).await {
+    let started = Instant::now();
+    let route = match endpoint {
+        Endpoint::validate => "/validate",
+        Endpoint::mutate => "/mutate",
+    };
+    let capacity = &state.capacity;
+    let (body, _reservation) = match capacity::read_body(capacity, request.headers(), payload).await {
         Ok(read) => read,
         Err(error) => {
+            state.metrics.refused(&error);
             // Under attack this happens thousands of times a second: log it at most once a second.
             if capacity.should_log_refusal() {
                 warn!(%error, route, refused_so_far = capacity.refused(), "not reading a request body");
@@ -50,15 +57,26 @@ async fn answer(
             return error.error_response();
         }
     };
-    match parse_review(&body) {
-        Ok(request) => HttpResponse::Ok()
-            .content_type(actix_web::http::header::ContentType::json())
-            .body(encode_review_bytes(&request.uid, &judge(&request))),
+    let (response, operation, verdict) = match parse_review(&body) {
+        Ok(request) => {
+            let verdict = judge(&request);
+            let outcome = match (verdict.allowed, &verdict.patch) {
+                (false, _) => metrics::Verdict::denied,
+                (true, Some(_)) => metrics::Verdict::patched,
+                (true, None) => metrics::Verdict::allowed,
+            };
+            let response = HttpResponse::Ok()
+                .content_type(actix_web::http::header::ContentType::json())
+                .body(encode_review_bytes(&request.uid, &verdict));
+            (response, metrics::Operation::from(&request.operation), outcome)
+        }
         Err(error) => {
             warn!(error = %Untrusted(&error.to_string()), route, "rejecting a request that is not an AdmissionReview");
-            error.error_response()
+            (error.error_response(), metrics::Operation::none, metrics::Verdict::malformed)
         }
-    }
+    };
+    state.metrics.answered(endpoint, operation, verdict, started.elapsed().as_secs_f64());
+    response
 }
 
 /// The answer to the request of `uid`, wrapped in an AdmissionReview, as the API server reads it: `response.patch`
@@ -123,12 +141,19 @@ fn encoding_failed(error: &serde_json::Error) -> Value {
         "response": {"uid": "", "allowed": false, "status": {"code": 500, "message": format!("failed to encode the response: {error}")}}})
 }
 
-async fn validate(capacity: web::Data<Capacity>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    answer(capacity, request, payload, "/validate", admission::validate).await
+async fn validate(state: web::Data<State>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    answer(&state, request, payload, Endpoint::validate, admission::validate).await
 }
 
-async fn mutate(capacity: web::Data<Capacity>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    answer(capacity, request, payload, "/mutate", admission::mutate).await
+async fn mutate(state: web::Data<State>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    answer(&state, request, payload, Endpoint::mutate, admission::mutate).await
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    let chain = state.certificate.as_ref().map(|resolver| resolver.current_chain()).unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode(&chain))
 }
 
 async fn healthz() -> HttpResponse {
@@ -151,15 +176,32 @@ pub fn admission_routes(cfg: &mut web::ServiceConfig) {
     health_routes(cfg);
 }
 
-/// Routes served on the plain-HTTP health listener.
+/// Health routes, served on both listeners.
 pub fn health_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)));
 }
 
-/// Application state shared by every worker: the budget of bytes in flight.
-pub fn app_data(limits: Limits) -> web::Data<Capacity> {
-    web::Data::new(Capacity::new(limits))
+/// `/metrics`, served on the plain-HTTP health listener only: what reaches the admission port (the API server)
+/// has no use for it.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+/// What every worker of both listeners shares.
+#[derive(Debug)]
+pub struct State {
+    /// The budget of bytes in flight.
+    pub capacity: Arc<Capacity>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The served certificate, for its expiry; `None` in tests without TLS.
+    pub certificate: Option<Arc<ReloadingCertResolver>>,
+}
+
+/// Application state shared by every worker: the budget of bytes in flight, and the metrics.
+pub fn app_data(limits: Limits) -> web::Data<State> {
+    web::Data::new(State { capacity: Arc::new(Capacity::new(limits)), metrics: Metrics::new(), certificate: None })
 }
 
 /// The running webhook: its listeners, bound, and the certificate reloader.
@@ -188,13 +230,18 @@ impl Application {
         let tls_config = tls::server_config(resolver.clone())?;
         let listener = bind(settings.listen_addr)?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
-        let capacity = app_data(settings.limits());
+        let state = web::Data::new(State {
+            capacity: Arc::new(Capacity::new(settings.limits())),
+            metrics: Metrics::new(),
+            certificate: Some(resolver.clone()),
+        });
+        let health_state = state.clone();
         let readiness = if settings.self_managed.enabled { Readiness::awaiting_trust() } else { Readiness::trusted() };
         let ready = web::Data::new(readiness.clone());
         let shutdown = settings.shutdown_timeout_seconds;
         let admission_ready = ready.clone();
         let mut server = HttpServer::new(move || {
-            App::new().app_data(capacity.clone()).app_data(admission_ready.clone()).configure(admission_routes)
+            App::new().app_data(state.clone()).app_data(admission_ready.clone()).configure(admission_routes)
         })
         .shutdown_timeout(shutdown)
         // A client gets as long for its headers as for its body; then the connection is closed.
@@ -209,12 +256,18 @@ impl Application {
             Some(addr) => {
                 let listener = bind(addr)?;
                 let health_port = listener.local_addr().map_err(Error::Serve)?.port();
-                let server = HttpServer::new(move || App::new().app_data(ready.clone()).configure(health_routes))
-                    .workers(1)
-                    .shutdown_timeout(shutdown)
-                    .listen(listener)
-                    .map_err(Error::Serve)?
-                    .run();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(ready.clone())
+                        .app_data(health_state.clone())
+                        .configure(health_routes)
+                        .configure(metrics_routes)
+                })
+                .workers(1)
+                .shutdown_timeout(shutdown)
+                .listen(listener)
+                .map_err(Error::Serve)?
+                .run();
                 (Some(server), Some(health_port))
             }
             None => (None, None),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use support::{UID, body, create, review, website};
 
 use website_webhook::capacity::Limits;
-use website_webhook::server::{admission_routes, app_data};
+use website_webhook::server::{admission_routes, app_data, metrics_routes};
 
 /// The binary's default limit.
 const DEFAULT_LIMIT: usize = 3 * 1024 * 1024 + 64 * 1024;
@@ -243,5 +243,51 @@ async fn health_routes_answer_ok_and_unknown_paths_404() {
         assert_eq!(bytes, b"ok", "{path}");
     }
     let (status, _, _) = call(DEFAULT_LIMIT, Method::POST, "/validating", Vec::new()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The metrics of one app after a sequence of requests to it.
+#[actix_web::test]
+async fn metrics_count_answers_by_endpoint_operation_and_verdict_and_refusals_by_reason() {
+    let limits = Limits { max_body_bytes: 4096, max_inflight_bytes: 16 << 20, body_timeout: Duration::from_secs(3) };
+    let app =
+        test::init_service(App::new().app_data(app_data(limits)).configure(admission_routes).configure(metrics_routes))
+            .await;
+    let post = |path: &str, payload: Vec<u8>| {
+        test::TestRequest::post()
+            .uri(path)
+            .insert_header(("content-type", "application/json"))
+            .set_payload(payload)
+            .to_request()
+    };
+    let valid = body(&create(json!({"gitRepo": "https://github.com/luksa/kubia-website-example.git"})));
+    let invalid = body(&create(json!({"gitRepo": "file:///etc"})));
+    for (path, payload) in [
+        ("/validate", valid.clone()),
+        ("/validate", valid.clone()),
+        ("/validate", invalid),
+        ("/mutate", valid),
+        ("/mutate", b"{not json".to_vec()),
+        ("/validate", vec![b' '; 5000]),
+    ] {
+        test::call_service(&app, post(path, payload)).await;
+    }
+    let response = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(test::read_body(response).await.to_vec()).expect("UTF-8");
+    for line in [
+        r#"website_webhook_admission_requests_total{endpoint="validate",operation="CREATE",verdict="allowed"} 2"#,
+        r#"website_webhook_admission_requests_total{endpoint="validate",operation="CREATE",verdict="denied"} 1"#,
+        r#"website_webhook_admission_requests_total{endpoint="mutate",operation="CREATE",verdict="patched"} 1"#,
+        r#"website_webhook_admission_requests_total{endpoint="mutate",operation="none",verdict="malformed"} 1"#,
+        r#"website_webhook_admission_duration_seconds_count{endpoint="validate"} 3"#,
+        r#"website_webhook_admission_duration_seconds_count{endpoint="mutate"} 2"#,
+        r#"website_webhook_refused_requests_total{reason="too_large"} 1"#,
+        "# TYPE website_webhook_serving_certificate_expiry_timestamp_seconds gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+    }
+    // Not on the admission port.
+    let (status, ..) = call(DEFAULT_LIMIT, Method::GET, "/metrics", Vec::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
