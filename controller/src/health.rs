@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 /// Whether the controller is ready: its Website cache has synced, and none of its watches is failing.
@@ -86,19 +87,24 @@ impl Readiness {
     }
 }
 
-fn respond(path: &str, readiness: &Readiness) -> Response<Full<Bytes>> {
-    let (status, body) = match path {
-        "/healthz" => (StatusCode::OK, "ok".to_owned()),
+fn respond(path: &str, readiness: &Readiness, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, body, content_type) = match path {
+        "/healthz" => (StatusCode::OK, "ok".to_owned(), TEXT),
         "/readyz" => match readiness.not_ready_reason() {
-            None => (StatusCode::OK, "ok".to_owned()),
-            Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+            None => (StatusCode::OK, "ok".to_owned(), TEXT),
+            Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason, TEXT),
         },
-        _ => (StatusCode::NOT_FOUND, "not found; try /healthz or /readyz".to_owned()),
+        "/metrics" => (StatusCode::OK, metrics.encode(), OPENMETRICS),
+        _ => (StatusCode::NOT_FOUND, "not found; try /healthz, /readyz or /metrics".to_owned(), TEXT),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     response
 }
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Binds the health listener.
 ///
@@ -108,17 +114,17 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })
 }
 
-/// Serves health requests on `listener` forever.
-pub async fn serve(listener: TcpListener, readiness: Readiness) {
+/// Serves health and metrics requests on `listener` forever.
+pub async fn serve(listener: TcpListener, readiness: Readiness, metrics: Arc<Metrics>) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "health listener ready");
     }
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
-        let readiness = readiness.clone();
+        let (readiness, metrics) = (readiness.clone(), metrics.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(req.uri().path(), &readiness);
+                let response = respond(req.uri().path(), &readiness, &metrics);
                 async move { Ok::<_, Infallible>(response) }
             });
             if let Err(error) =
@@ -136,17 +142,17 @@ mod tests {
 
     #[test]
     fn readyz_follows_readiness_and_healthz_is_always_ok() {
-        let readiness = Readiness::default();
-        assert_eq!(respond("/healthz", &readiness).status(), StatusCode::OK);
-        assert_eq!(respond("/readyz", &readiness).status(), StatusCode::SERVICE_UNAVAILABLE);
+        let (readiness, metrics) = (Readiness::default(), Metrics::new());
+        assert_eq!(respond("/healthz", &readiness, &metrics).status(), StatusCode::OK);
+        assert_eq!(respond("/readyz", &readiness, &metrics).status(), StatusCode::SERVICE_UNAVAILABLE);
         readiness.set_ready();
-        assert_eq!(respond("/readyz", &readiness).status(), StatusCode::OK);
-        assert_eq!(respond("/metrics", &readiness).status(), StatusCode::NOT_FOUND);
+        assert_eq!(respond("/readyz", &readiness, &metrics).status(), StatusCode::OK);
+        assert_eq!(respond("/nothing", &readiness, &metrics).status(), StatusCode::NOT_FOUND);
     }
 
     #[test]
     fn a_failing_watch_makes_the_controller_unready_until_it_delivers_again() {
-        let readiness = Readiness::default();
+        let (readiness, metrics) = (Readiness::default(), Metrics::new());
         readiness.set_ready();
         readiness.watch_failed("Deployment", "deployments.apps is forbidden".into());
         readiness.watch_failed("Deployment", "deployments.apps is forbidden".into());
@@ -158,13 +164,13 @@ mod tests {
                 "watch of Deployment failing: deployments.apps is forbidden; watch of Service failing: connection refused"
             )
         );
-        assert_eq!(respond("/readyz", &readiness).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(respond("/readyz", &readiness, &metrics).status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(readiness.failing_watches(), ["Deployment", "Service"]);
         readiness.watch_ok("Deployment");
         readiness.watch_ok("ConfigMap");
         assert!(!readiness.is_ready(), "the Service watch still fails");
         readiness.watch_ok("Service");
         assert!(readiness.is_ready());
-        assert_eq!(respond("/healthz", &readiness).status(), StatusCode::OK, "alive throughout");
+        assert_eq!(respond("/healthz", &readiness, &metrics).status(), StatusCode::OK, "alive throughout");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod children;
 pub mod health;
+pub mod metrics;
 pub mod reconcile;
 pub mod resources;
 pub mod settings;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use website_controller::health::{self, Readiness};
+use website_controller::metrics::Metrics;
 use website_controller::settings::{LogFormat, Settings};
 use website_controller::{Error, reconcile};
 
@@ -24,12 +25,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(settings: Settings) -> Result<(), Error> {
     let readiness = Readiness::default();
+    let metrics = std::sync::Arc::new(Metrics::new());
     if let Some(addr) = settings.health_addr {
         let listener = health::bind(addr).await?;
-        tokio::spawn(health::serve(listener, readiness.clone()));
+        tokio::spawn(health::serve(listener, readiness.clone(), metrics.clone()));
     }
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
-    reconcile::run(client, &settings, readiness).await
+    reconcile::run(client, &settings, readiness, metrics).await
 }
 
 fn init_tracing(format: LogFormat) {

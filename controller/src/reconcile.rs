@@ -24,6 +24,7 @@ use website_crd::{Website, WebsiteStatus};
 
 use crate::children::{self, Claim, Conflict};
 use crate::health::Readiness;
+use crate::metrics::{Metrics, Outcome};
 use crate::resources::{self, MANAGED_BY};
 use crate::settings::{ChildConfig, Settings};
 use crate::status::{desired_status, not_ready_status};
@@ -55,6 +56,8 @@ pub struct Context {
     caches: ChildCaches,
     /// What the controller last saw of each child it wrote or checked.
     verified: children::Verified,
+    /// The controller's metrics.
+    metrics: Arc<Metrics>,
 }
 
 /// Caches of the children the controller labelled, kept by the watches that trigger reconciles. A kind without a
@@ -82,7 +85,20 @@ impl Context {
             failures: Mutex::default(),
             caches: ChildCaches::default(),
             verified: children::Verified::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same context, counting in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this context counts in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The same context, reading children from `caches` where they hold them.
@@ -149,6 +165,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         ctx.verified.forget::<Deployment>(&namespace, &name);
         ctx.verified.forget::<Service>(&namespace, &name);
         ctx.verified.forget::<NetworkPolicy>(&namespace, &name);
+        ctx.metrics.reconciled(Outcome::deleted);
         return Ok(Action::await_change());
     }
     let uid = website.uid().ok_or(Error::MissingObjectKey("metadata.uid"))?;
@@ -161,6 +178,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         let status = not_ready_status(&website, REASON_INVALID_SPEC, &message, Time(Timestamp::now()));
         write_status(&websites, &website, status).await?;
         publish(&ctx, &website, EventType::Warning, REASON_INVALID_SPEC, message).await;
+        ctx.metrics.reconciled(Outcome::invalid_spec);
         return Ok(Action::await_change());
     }
 
@@ -232,7 +250,22 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         publish(&ctx, &website, EventType::Normal, "Ready", "every web server pod is available".into()).await;
     }
     ctx.failures().remove(&ObjectRef::from_obj(website.as_ref()));
+    ctx.metrics.reconciled(Outcome::success);
     Ok(Action::requeue(RESYNC_PERIOD))
+}
+
+/// [`reconcile`], timed and counted in the context's metrics.
+///
+/// # Errors
+/// Those of [`reconcile`].
+pub async fn reconcile_measured(website: Arc<Website>, ctx: Arc<Context>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let result = reconcile(website, ctx.clone()).await;
+    ctx.metrics.observe_duration(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        ctx.metrics.reconciled(Outcome::error);
+    }
+    result
 }
 
 fn foreign<K>(claim: &Claim<K>) -> Option<Conflict> {
@@ -251,6 +284,10 @@ async fn report_conflicts(
     conflicts: &[Conflict],
 ) -> Result<Action> {
     let message = conflicts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    for conflict in conflicts {
+        ctx.metrics.conflict(conflict.kind);
+    }
+    ctx.metrics.reconciled(Outcome::conflict);
     let attempt = ctx.count_attempt(website);
     let delay = conflict_backoff(attempt);
     warn!(%message, attempt, retry_in_seconds = delay.as_secs(), "not writing children that are not the Website's own");
@@ -351,16 +388,20 @@ async fn probe_failing_watches(probes: Vec<Probe>, readiness: Readiness) {
 }
 
 /// A watch event observer that keeps `readiness` informed about the watch of `K`, and logs its errors.
-fn observe<K, E>(readiness: &Readiness) -> impl FnMut(&std::result::Result<E, watcher::Error>) + Send + 'static
+fn observe<K, E>(
+    readiness: &Readiness,
+    metrics: &Arc<Metrics>,
+) -> impl FnMut(&std::result::Result<E, watcher::Error>) + Send + 'static
 where
     K: Resource<DynamicType = ()>,
 {
-    let readiness = readiness.clone();
+    let (readiness, metrics) = (readiness.clone(), metrics.clone());
     let kind = kind_name::<K>();
     move |event| match event {
         Ok(_) => readiness.watch_ok(kind),
         Err(error) => {
             warn!(kind, %error, "watch failed; retrying with backoff, not ready until it recovers");
+            metrics.watch_error(kind);
             readiness.watch_failed(kind, error.to_string());
         }
     }
@@ -398,7 +439,7 @@ fn strip_deployment(deployment: &mut Deployment) {
 fn owned<K>(
     api: Api<K>,
     config: &watcher::Config,
-    readiness: &Readiness,
+    (readiness, metrics): (&Readiness, &Arc<Metrics>),
     strip: fn(&mut K),
 ) -> (impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static, Store<K>)
 where
@@ -406,7 +447,7 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = reflector(writer, watcher::watcher(api, config.clone()).modify(strip))
-        .inspect(observe::<K, _>(readiness))
+        .inspect(observe::<K, _>(readiness, metrics))
         .default_backoff()
         .touched_objects();
     (stream, store)
@@ -416,7 +457,7 @@ where
 ///
 /// # Errors
 /// When the Website CRD is not installed or the API server cannot be reached at start.
-pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> Result<()> {
+pub async fn run(client: Client, settings: &Settings, readiness: Readiness, metrics: Arc<Metrics>) -> Result<()> {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
@@ -432,17 +473,17 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     let (store, writer) = reflector::store();
     let watch = watcher::Config::default().timeout(settings.watch_timeout_seconds);
     let main = reflector(writer, watcher::watcher(websites, watch.clone()).modify(strip_metadata::<Website>))
-        .inspect(observe::<Website, _>(&readiness))
+        .inspect(observe::<Website, _>(&readiness, &metrics))
         .default_backoff()
         .applied_objects();
     // Only the children the controller labelled: it never watches objects it does not own.
     let children = watch.labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     let (config_maps, config_map_cache) =
-        owned::<PartialObjectMeta<ConfigMap>>(api(&client, ns), &children, &readiness, strip_metadata);
+        owned::<PartialObjectMeta<ConfigMap>>(api(&client, ns), &children, (&readiness, &metrics), strip_metadata);
     let (deployments, deployment_cache) =
-        owned::<Deployment>(api(&client, ns), &children, &readiness, strip_deployment);
+        owned::<Deployment>(api(&client, ns), &children, (&readiness, &metrics), strip_deployment);
     let (services, service_cache) =
-        owned::<PartialObjectMeta<Service>>(api(&client, ns), &children, &readiness, strip_metadata);
+        owned::<PartialObjectMeta<Service>>(api(&client, ns), &children, (&readiness, &metrics), strip_metadata);
     let mut caches = ChildCaches {
         config_maps: Some(config_map_cache),
         deployments: Some(deployment_cache),
@@ -452,8 +493,12 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     let mut controller =
         Controller::for_stream(main, store).owns_stream(config_maps).owns_stream(deployments).owns_stream(services);
     if settings.children.egress_network_policy {
-        let (policies, policy_cache) =
-            owned::<PartialObjectMeta<NetworkPolicy>>(api(&client, ns), &children, &readiness, strip_metadata);
+        let (policies, policy_cache) = owned::<PartialObjectMeta<NetworkPolicy>>(
+            api(&client, ns),
+            &children,
+            (&readiness, &metrics),
+            strip_metadata,
+        );
         controller = controller.owns_stream(policies);
         caches.network_policies = Some(policy_cache);
     }
@@ -467,6 +512,7 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
     }
     tokio::spawn(probe_failing_watches(probes, readiness.clone()));
     let store = controller.store();
+    metrics.count_websites_of(store.clone());
     tokio::spawn(async move {
         // The store's readiness signal wakes only the last task that polled it, and the controller itself
         // waits on it too: poll again now and then instead of waiting once.
@@ -482,9 +528,9 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness) -> R
             }
         }
     });
-    let context = Arc::new(Context::new(client, settings.children.clone()).with_caches(caches));
+    let context = Arc::new(Context::new(client, settings.children.clone()).with_caches(caches).with_metrics(metrics));
     controller
-        .run(reconcile, error_policy, context)
+        .run(reconcile_measured, error_policy, context)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(namespace = object.namespace.as_deref(), name = %object.name, "reconciled"),

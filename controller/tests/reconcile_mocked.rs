@@ -159,6 +159,13 @@ async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_statu
     assert_eq!(action, Action::requeue(RESYNC_PERIOD));
     let mut handle = server.await.expect("every expected request was made");
     assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "no request after the status");
+    assert_metric(&ctx, r#"website_controller_reconciles_total{result="success"} 1"#);
+}
+
+/// `line` is in the context's metrics.
+fn assert_metric(ctx: &Context, line: &str) {
+    let text = ctx.metrics().encode();
+    assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
 }
 
 #[tokio::test]
@@ -224,6 +231,8 @@ async fn a_foreign_object_with_a_childs_name_stops_every_write_and_is_reported()
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)), "retried soon");
     let mut handle = server.await.expect("reads, status and event were made");
     assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "a child was written");
+    assert_metric(&ctx, r#"website_controller_reconciles_total{result="conflict"} 1"#);
+    assert_metric(&ctx, r#"website_controller_child_conflicts_total{kind="Service"} 1"#);
 }
 
 #[tokio::test]

@@ -96,6 +96,8 @@ pub struct Operator {
     webhook: Option<ChildProcess>,
     controller: Option<ChildProcess>,
     webhook_addr: SocketAddr,
+    webhook_health: SocketAddr,
+    controller_health: Option<SocketAddr>,
     ca_pem: String,
     certs_dir: PathBuf,
 }
@@ -112,7 +114,16 @@ impl Operator {
         let certs_dir = cp.state_dir().join("webhook-certs");
         let ca_pem = write_certificates(&certs_dir)?;
         let webhook_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
-        let mut operator = Self { webhook: None, controller: None, webhook_addr, ca_pem, certs_dir };
+        let webhook_health = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), free_port()?);
+        let mut operator = Self {
+            webhook: None,
+            controller: None,
+            webhook_addr,
+            webhook_health,
+            controller_health: None,
+            ca_pem,
+            certs_dir,
+        };
         if options.webhook {
             operator.enable_webhook(cp, &options.failure_policy).await?;
         }
@@ -127,6 +138,7 @@ impl Operator {
             controller.wait_for_port(health, Duration::from_secs(30)).await?;
             wait_for_ready(&mut controller, health).await?;
             operator.controller = Some(controller);
+            operator.controller_health = Some(health);
         }
         Ok(operator)
     }
@@ -151,7 +163,7 @@ impl Operator {
         let mut command = Command::new(binary("website-webhook")?);
         command
             .arg(format!("--listen-addr={}", self.webhook_addr))
-            .arg("--health-addr=off")
+            .arg(format!("--health-addr={}", self.webhook_health))
             .arg(format!("--tls-cert-file={}", self.certs_dir.join("tls.crt").display()))
             .arg(format!("--tls-key-file={}", self.certs_dir.join("tls.key").display()))
             .env("RUST_LOG", "info");
@@ -186,6 +198,16 @@ impl Operator {
     /// `https://127.0.0.1:<port>`, where the webhook listens.
     pub fn webhook_url(&self) -> String {
         format!("https://{}", self.webhook_addr)
+    }
+
+    /// Address of the webhook's plain-HTTP health and metrics listener.
+    pub fn webhook_health_addr(&self) -> SocketAddr {
+        self.webhook_health
+    }
+
+    /// Address of the controller's plain-HTTP health and metrics listener, when it runs.
+    pub fn controller_health_addr(&self) -> Option<SocketAddr> {
+        self.controller_health
     }
 
     /// The webhook's HTTPS address on loopback.
@@ -342,14 +364,29 @@ async fn wait_for_ready(controller: &mut ChildProcess, addr: SocketAddr) -> Resu
 /// # Errors
 /// When the connection fails or the answer is not HTTP.
 pub async fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    Ok(http_get(addr, path).await?.0)
+}
+
+/// Status code and body of a plain-HTTP GET.
+///
+/// # Errors
+/// When the connection fails or the answer is not HTTP.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| anyhow!("not an HTTP response: {response:?}"))
+        .ok_or_else(|| anyhow!("not an HTTP response: {response:?}"))?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in Prometheus text, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }

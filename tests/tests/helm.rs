@@ -204,6 +204,7 @@ async fn bad_values_are_refused_with_the_offending_value_named() -> Result<()> {
         (&["websites.imagePullPolicy=Sometimes"], "at '/websites/imagePullPolicy'"),
         (&["webhook.image.pullPolicy=Sometimes"], "at '/webhook/image/pullPolicy'"),
         (&["webhookReplicas=3"], "additional properties 'webhookReplicas' not allowed"),
+        (&["metrics.podMonitor.interval=soon"], "at '/metrics/podMonitor/interval'"),
         (
             &["webhook.podDisruptionBudget.minAvailable=2"],
             "webhook.podDisruptionBudget.minAvailable (2) must be less than webhook.replicas (2)",
@@ -706,5 +707,38 @@ async fn network_policies_admit_only_the_served_ports_from_the_configured_source
         .await?
         .ensure_success()?;
     ensure!(!off.contains("kind: NetworkPolicy"), "rendered although disabled");
+    Ok(())
+}
+
+#[tokio::test]
+async fn both_pods_are_annotated_for_scraping_and_a_pod_monitor_is_rendered_only_when_enabled() -> Result<()> {
+    let chart = chart_arg();
+    let rendered = helm_offline(&["template", CHART_NAME, &chart, "-n", NAMESPACE]).await?.ensure_success()?;
+    let docs = documents(&rendered);
+    for (name, port) in [(WEBHOOK, 8080), (CONTROLLER, 8081)] {
+        let deployment = document(&docs, &format!("Deployment/{name}"))?;
+        for line in [
+            "prometheus.io/scrape: \"true\"",
+            &format!("prometheus.io/port: \"{port}\""),
+            "prometheus.io/path: /metrics",
+        ] {
+            ensure!(deployment.contains(line), "{name}: no {line:?} in {deployment}");
+        }
+    }
+    ensure!(!rendered.contains("kind: PodMonitor"), "a PodMonitor was rendered although disabled");
+
+    let enabled = ["metrics.podMonitor.enabled=true", "metrics.podMonitor.labels.release=prometheus"];
+    let mut args = vec!["template", CHART_NAME, chart.as_str(), "-n", NAMESPACE];
+    for value in &enabled {
+        args.extend(["--set", value]);
+    }
+    let rendered = helm_offline(&args).await?.ensure_success()?;
+    let monitor = rendered
+        .split("\n---")
+        .find(|doc| doc.contains("kind: PodMonitor"))
+        .ok_or_else(|| anyhow!("no PodMonitor rendered: {rendered}"))?;
+    for line in ["release: prometheus", "- port: health", "path: /metrics", "values: [webhook, controller]"] {
+        ensure!(monitor.contains(line), "no {line:?} in {monitor}");
+    }
     Ok(())
 }

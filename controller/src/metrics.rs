@@ -1,0 +1,143 @@
+//! Prometheus metrics of the controller, served in the text format at `/metrics` on the health listener.
+//!
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `website_controller_reconciles_total` | counter | `result` | reconciles, by how they ended |
+//! | `website_controller_reconcile_duration_seconds` | histogram | | time of one reconcile |
+//! | `website_controller_child_conflicts_total` | counter | `kind` | children found taken by an object the Website does not control |
+//! | `website_controller_watch_errors_total` | counter | `kind` | watch failures (the watch is retried with backoff) |
+//! | `website_controller_websites` | gauge | `ready` | Websites in the cache by their `Ready` condition, counted at each scrape |
+
+use std::sync::Mutex;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use website_crd::{Website, WebsiteStatus};
+
+/// How a reconcile ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, reason = "label values are lowercase")]
+pub enum Outcome {
+    /// Children and status as declared.
+    success,
+    /// A child's name is taken by an object the Website does not control; retried with backoff.
+    conflict,
+    /// The stored spec breaks the rules; nothing written but the status.
+    invalid_spec,
+    /// The Website is being deleted; garbage collection removes its children.
+    deleted,
+    /// The API server refused a read or a write; retried with backoff.
+    error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    result: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    ready: &'static str,
+}
+
+/// The controller's metrics and their registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<OutcomeLabels, Counter>,
+    duration: Histogram,
+    conflicts: Family<KindLabels, Counter>,
+    watch_errors: Family<KindLabels, Counter>,
+    websites: Family<ReadyLabels, Gauge>,
+    website_cache: Mutex<Option<Store<Website>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric, with no sample yet.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("website_controller");
+        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles of a Website, by how they ended", reconciles.clone());
+        // From 1 ms to about 16 s.
+        let duration = Histogram::new(exponential_buckets(0.001, 4.0, 8));
+        registry.register_with_unit("reconcile_duration", "Time of one reconcile", Unit::Seconds, duration.clone());
+        let conflicts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "child_conflicts",
+            "Children found taken by an object the Website does not control, by kind",
+            conflicts.clone(),
+        );
+        let watch_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Watch failures, by kind; each is retried with backoff",
+            watch_errors.clone(),
+        );
+        let websites = Family::<ReadyLabels, Gauge>::default();
+        registry.register("websites", "Websites by the status of their Ready condition", websites.clone());
+        Self { registry, reconciles, duration, conflicts, watch_errors, websites, website_cache: Mutex::new(None) }
+    }
+
+    /// Counts a reconcile that ended with `outcome`.
+    pub fn reconciled(&self, outcome: Outcome) {
+        self.reconciles.get_or_create(&OutcomeLabels { result: outcome }).inc();
+    }
+
+    /// Records how long a reconcile took.
+    pub fn observe_duration(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+
+    /// Counts a child of `kind` whose name is taken.
+    pub fn conflict(&self, kind: &str) {
+        self.conflicts.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
+    }
+
+    /// Counts a failure of the watch of `kind`.
+    pub fn watch_error(&self, kind: &str) {
+        self.watch_errors.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
+    }
+
+    /// The cache of Websites whose `Ready` conditions the `website_controller_websites` gauge counts.
+    pub fn count_websites_of(&self, cache: Store<Website>) {
+        *self.website_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cache);
+    }
+
+    /// The metrics in the Prometheus text format, the Websites counted now.
+    pub fn encode(&self) -> String {
+        let cache = self.website_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(cache) = cache {
+            let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
+            for website in cache.state() {
+                match website.status.as_ref().and_then(WebsiteStatus::ready_condition).map(|c| c.status.as_str()) {
+                    Some("True") => ready += 1,
+                    Some("False") => not_ready += 1,
+                    _ => unknown += 1,
+                }
+            }
+            for (label, count) in [("True", ready), ("False", not_ready), ("Unknown", unknown)] {
+                self.websites.get_or_create(&ReadyLabels { ready: label }).set(count);
+            }
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
