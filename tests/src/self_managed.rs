@@ -332,6 +332,16 @@ impl Replica {
         self.addresses
     }
 
+    /// The value of the metric sample `series` (name and labels as exposed) on its `/metrics`; 0 when absent.
+    ///
+    /// # Errors
+    /// When it does not answer `/metrics` with 200.
+    pub async fn metric(&self, series: &str) -> Result<f64> {
+        let (status, text) = crate::operator::http_get(self.addresses.health, "/metrics").await?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}: {text}");
+        Ok(crate::operator::sample(&text, series).unwrap_or(0.0))
+    }
+
     /// Whether `/readyz` answers 200.
     ///
     /// # Errors

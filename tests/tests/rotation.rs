@@ -110,8 +110,26 @@ async fn two_replicas_rotating_an_expiring_ca_at_once_never_fail_a_request() -> 
     let record = trust_annotation(&cp).await?.context("the Secret records no trusted CA")?;
     let fingerprint = website_certs::inspect::fingerprint(&new_ca).context("the new CA is a certificate")?;
     ensure!(record.ends_with(&fingerprint), "the record {record:?} is not about the new CA");
+
+    // The metrics tell the same story: one CA made between both replicas, at least one serving certificate, and
+    // the CA whose expiry they expose is the new one (the old one expired within two days).
+    let cas = a.metric(CA_ROTATIONS).await? + b.metric(CA_ROTATIONS).await?;
+    ensure!(cas == 1.0, "the replicas count {cas} CAs made, not 1");
+    let serving = a.metric(SERVING_ROTATIONS).await? + b.metric(SERVING_ROTATIONS).await?;
+    ensure!(serving >= 1.0, "no serving certificate counted");
+    let in_three_days = (std::time::SystemTime::now() + Duration::from_secs(3 * 86_400))
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    for replica in [&a, &b] {
+        let expiry = replica.metric(CA_EXPIRY).await?;
+        ensure!(expiry > in_three_days, "the CA expiry exposed ({expiry}) is not the new CA's");
+    }
     Ok(())
 }
+
+const CA_ROTATIONS: &str = r#"website_webhook_certificate_rotations_total{certificate="ca"}"#;
+const SERVING_ROTATIONS: &str = r#"website_webhook_certificate_rotations_total{certificate="serving"}"#;
+const CA_EXPIRY: &str = "website_webhook_ca_expiry_timestamp_seconds";
 
 #[tokio::test]
 async fn a_wiped_ca_bundle_is_restored_and_admission_works_again() -> Result<()> {

@@ -1,6 +1,9 @@
 //! `website-webhook`: serves the Website admission webhook over TLS until SIGTERM.
 
+use std::sync::Arc;
+
 use clap::Parser;
+use website_webhook::metrics::Metrics;
 use website_webhook::self_managed::{self, CertificateKeeper};
 use website_webhook::server::Application;
 use website_webhook::settings::{LogFormat, Settings};
@@ -27,18 +30,21 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(settings: &Settings) -> website_webhook::Result<()> {
+    // Shared with the certificate keeper, which counts the certificates it makes, from the first.
+    let metrics = Arc::new(Metrics::new());
     // With self-managed certificates, the files the server loads are written first.
     let keeper = if settings.self_managed.enabled {
         let client = kube::Client::try_default()
             .await
             .map_err(|source| self_managed::Error::Kube { action: "connect to the API server".into(), source })?;
-        let mut keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?;
+        let mut keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?
+            .with_metrics(metrics.clone());
         keeper.prepare().await;
         Some(keeper)
     } else {
         None
     };
-    let app = Application::build(settings)?;
+    let app = Application::build_with_metrics(settings, metrics)?;
     // The keeper says when the API server trusts the certificate being served, and when it stops trusting it.
     let keeping = keeper.map(|keeper| tokio::spawn(keeper.run(app.readiness())));
     let result = app.run_until_stopped().await;

@@ -6,6 +6,8 @@
 //! | `website_webhook_admission_duration_seconds` | histogram | `endpoint` | time from the request's headers to its answer |
 //! | `website_webhook_refused_requests_total` | counter | `reason` | bodies not read: too large, over capacity, too slow, malformed |
 //! | `website_webhook_serving_certificate_expiry_timestamp_seconds` | gauge | | `notAfter` of the served leaf certificate |
+//! | `website_webhook_ca_expiry_timestamp_seconds` | gauge | | `notAfter` of the self-managed CA (self-managed mode only) |
+//! | `website_webhook_certificate_rotations_total` | counter | `certificate` | CAs and serving certificates made by the self-managed mode |
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -111,6 +113,21 @@ struct RefusalLabels {
     reason: Refusal,
 }
 
+/// Which certificate the self-managed mode made.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, reason = "label values are lowercase")]
+pub enum Certificate {
+    /// A CA: the first one, or the next one of a rotation.
+    ca,
+    /// A serving certificate.
+    serving,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: Certificate,
+}
+
 /// The webhook's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -119,6 +136,8 @@ pub struct Metrics {
     duration: Family<EndpointLabels, Histogram>,
     refused: Family<RefusalLabels, Counter>,
     certificate_expiry: Gauge,
+    ca_expiry: Gauge,
+    rotations: Family<CertificateLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -155,7 +174,32 @@ impl Metrics {
             "notAfter of the served leaf certificate, in seconds since the Unix epoch",
             certificate_expiry.clone(),
         );
-        Self { registry, requests, duration, refused, certificate_expiry }
+        let ca_expiry = Gauge::default();
+        registry.register(
+            "ca_expiry_timestamp_seconds",
+            "notAfter of the self-managed CA that issues the serving certificate, in seconds since the Unix epoch",
+            ca_expiry.clone(),
+        );
+        let rotations = Family::<CertificateLabels, Counter>::default();
+        registry.register(
+            "certificate_rotations",
+            "Certificates the self-managed mode made, CAs and serving certificates",
+            rotations.clone(),
+        );
+        Self { registry, requests, duration, refused, certificate_expiry, ca_expiry, rotations }
+    }
+
+    /// Counts a certificate the self-managed mode made.
+    pub fn rotated(&self, certificate: Certificate) {
+        self.rotations.get_or_create(&CertificateLabels { certificate }).inc();
+    }
+
+    /// Records the expiry of the self-managed CA, given in PEM.
+    pub fn ca_expires(&self, ca_pem: &str) {
+        use rustls_pki_types::pem::PemObject as _;
+        if let Some(not_after) = CertificateDer::from_pem_slice(ca_pem.as_bytes()).ok().and_then(|ca| not_after(&ca)) {
+            self.ca_expiry.set(not_after);
+        }
     }
 
     /// Counts an answered request and how long it took.

@@ -194,14 +194,18 @@ pub struct State {
     /// The budget of bytes in flight.
     pub capacity: Arc<Capacity>,
     /// The metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The served certificate, for its expiry; `None` in tests without TLS.
     pub certificate: Option<Arc<ReloadingCertResolver>>,
 }
 
 /// Application state shared by every worker: the budget of bytes in flight, and the metrics.
 pub fn app_data(limits: Limits) -> web::Data<State> {
-    web::Data::new(State { capacity: Arc::new(Capacity::new(limits)), metrics: Metrics::new(), certificate: None })
+    web::Data::new(State {
+        capacity: Arc::new(Capacity::new(limits)),
+        metrics: Arc::new(Metrics::new()),
+        certificate: None,
+    })
 }
 
 /// The running webhook: its listeners, bound, and the certificate reloader.
@@ -226,13 +230,21 @@ impl Application {
     /// # Errors
     /// When the certificate files do not load or a listener cannot bind.
     pub fn build(settings: &Settings) -> Result<Self> {
+        Self::build_with_metrics(settings, Arc::new(Metrics::new()))
+    }
+
+    /// [`Application::build`], counting in `metrics`, which others (the certificate keeper) count in too.
+    ///
+    /// # Errors
+    /// When the certificate files do not load or a listener cannot bind.
+    pub fn build_with_metrics(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
         let resolver = Arc::new(ReloadingCertResolver::load(settings.certificate_files())?);
         let tls_config = tls::server_config(resolver.clone())?;
         let listener = bind(settings.listen_addr)?;
         let port = listener.local_addr().map_err(Error::Serve)?.port();
         let state = web::Data::new(State {
             capacity: Arc::new(Capacity::new(settings.limits())),
-            metrics: Metrics::new(),
+            metrics,
             certificate: Some(resolver.clone()),
         });
         let health_state = state.clone();

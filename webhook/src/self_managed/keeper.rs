@@ -1,6 +1,7 @@
 //! The shell around [`decide`] and [`execute`]: reads the Secret and both configurations, writes what the plan
 //! says, keeps the files the server loads, and says whether the API server trusts the certificate being served.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
@@ -10,11 +11,14 @@ use kube::{Api, Client};
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 use website_certs::inspect::{fingerprint, issuer_among};
-use website_certs::rotation::{Material, Observed, Plan, Policy, ServingPair, TrustRecord, decide, execute};
+use website_certs::rotation::{
+    CaStep, Material, Observed, Plan, Policy, ServingPair, ServingStep, TrustRecord, decide, execute,
+};
 use website_certs::{SubjectName, replace_file};
 
 use super::configurations::{self, Configuration, Configurations};
 use super::{Error, FIELD_MANAGER, Options, Result, secret, watch};
+use crate::metrics::{Certificate, Metrics};
 use crate::readiness::Readiness;
 use crate::tls::CertificateFiles;
 
@@ -54,6 +58,8 @@ pub struct CertificateKeeper {
     creator: String,
     /// The material last read from or written to the Secret, to restore it if the Secret is deleted or emptied.
     remembered: Option<Material>,
+    /// Where the CA's expiry and the rotations are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for CertificateKeeper {
@@ -116,7 +122,15 @@ impl CertificateKeeper {
             interval: Duration::from_secs(options.cert_check_interval_seconds),
             creator: format!("{FIELD_MANAGER}-{}", instance_id()),
             remembered: None,
+            metrics: Arc::default(),
         })
+    }
+
+    /// The same keeper, counting the certificates it makes and exposing the CA's expiry in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Checks until the certificate files can be served (the server cannot start without them), with backoff.
@@ -224,6 +238,12 @@ impl CertificateKeeper {
                 match self.write_secret(existing, &material, plan.record.as_ref()).await? {
                     Written::Yes => {
                         log_update(&self.namespace, &self.secret_name, &plan, &material, lost);
+                        if plan.ca != CaStep::Keep {
+                            self.metrics.rotated(Certificate::ca);
+                        }
+                        if matches!(plan.serving, ServingStep::Issue { .. }) {
+                            self.metrics.rotated(Certificate::serving);
+                        }
                         self.remembered = Some(material);
                     }
                     Written::Raced(reason) => race = reason,
@@ -231,6 +251,7 @@ impl CertificateKeeper {
                 continue;
             }
             let Some(material) = stored else { continue };
+            self.metrics.ca_expires(&material.ca_cert);
             self.remembered = Some(material.clone());
             let injection = self.configurations.inject(&read, material.bundle_pem().as_bytes()).await;
             if let Some(reason) = injection.raced {
