@@ -6,6 +6,7 @@
 
 pub mod children;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod resources;
@@ -58,6 +59,9 @@ pub enum Error {
          service account list websites.extensions.example.com?"
     )]
     CrdNotReady(#[source] kube::Error),
+    /// Leader election could not start, or this replica lost the Lease while it led.
+    #[error("leader election: {0}")]
+    LeaderElection(String),
     /// A kube client could not be built from the environment.
     #[error("failed to configure the Kubernetes client: {0}")]
     Client(#[source] kube::Error),

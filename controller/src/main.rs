@@ -4,7 +4,7 @@ use clap::Parser;
 use website_controller::health::{self, Readiness};
 use website_controller::metrics::Metrics;
 use website_controller::settings::{LogFormat, Settings};
-use website_controller::{Error, reconcile};
+use website_controller::{Error, leader, reconcile};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -31,7 +31,48 @@ async fn run(settings: Settings) -> Result<(), Error> {
         tokio::spawn(health::serve(listener, readiness.clone(), metrics.clone()));
     }
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
-    reconcile::run(client, &settings, readiness, metrics).await
+    if !settings.leader_election.enabled {
+        metrics.set_leader(true);
+        return reconcile::run(client, &settings, readiness, metrics).await;
+    }
+    let candidate = leader::Candidate::new(client.clone(), &settings.leader_election)?;
+    // A standby is ready: it answers its probes, and takes over when the leader goes.
+    readiness.set_ready();
+    let mut leadership = tokio::select! {
+        leadership = candidate.lead() => leadership?,
+        () = shutdown_signal() => {
+            tracing::info!("stopped while standing by");
+            return Ok(());
+        }
+    };
+    metrics.set_leader(true);
+    tracing::info!(identity = candidate.identity(), "holding the Lease: reconciling");
+    let result = tokio::select! {
+        result = reconcile::run(client, &settings, readiness, metrics.clone()) => result,
+        () = leadership.lost() => Err(Error::LeaderElection(
+            "lost the Lease, so another replica may be reconciling now: exiting, to stand by after a restart".into(),
+        )),
+    };
+    metrics.set_leader(false);
+    // Released at once, so that the standby takes over without waiting for the term to end.
+    leadership.release().await;
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 fn init_tracing(format: LogFormat) {

@@ -7,6 +7,7 @@
 //! | `website_controller_child_conflicts_total` | counter | `kind` | children found taken by an object the Website does not control |
 //! | `website_controller_watch_errors_total` | counter | `kind` | watch failures (the watch is retried with backoff) |
 //! | `website_controller_websites` | gauge | `ready` | Websites in the cache by their `Ready` condition, counted at each scrape |
+//! | `website_controller_leader` | gauge | | 1 while this replica holds the Lease and reconciles, 0 while it stands by |
 
 use std::sync::Mutex;
 
@@ -60,6 +61,7 @@ pub struct Metrics {
     watch_errors: Family<KindLabels, Counter>,
     websites: Family<ReadyLabels, Gauge>,
     website_cache: Mutex<Option<Store<Website>>>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -91,7 +93,27 @@ impl Metrics {
         );
         let websites = Family::<ReadyLabels, Gauge>::default();
         registry.register("websites", "Websites by the status of their Ready condition", websites.clone());
-        Self { registry, reconciles, duration, conflicts, watch_errors, websites, website_cache: Mutex::new(None) }
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and reconciles, 0 while it stands by",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            duration,
+            conflicts,
+            watch_errors,
+            websites,
+            website_cache: Mutex::new(None),
+            leader,
+        }
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts a reconcile that ended with `outcome`.

@@ -28,9 +28,66 @@ pub struct Settings {
     #[arg(long, env = "WEBSITE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Leader election between replicas.
+    #[command(flatten)]
+    pub leader_election: LeaderElection,
+
     /// What the controller puts into each Website's children.
     #[command(flatten)]
     pub children: ChildConfig,
+}
+
+/// Leader election: only the replica that holds a `coordination.k8s.io` Lease reconciles; the others wait, alive
+/// and ready, and take over when it releases the Lease (a graceful stop) or stops renewing it (a crash).
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// Elect a leader. Off: reconcile at once, which is right only when a single replica runs.
+    #[arg(long = "leader-election", env = "WEBSITE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// Name of the Lease.
+    #[arg(long = "leader-election-lease", env = "WEBSITE_LEADER_ELECTION_LEASE", default_value = "website-controller")]
+    pub lease: String,
+
+    /// Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else the client's default
+    /// namespace).
+    #[arg(long = "leader-election-namespace", env = "WEBSITE_LEADER_ELECTION_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the Lease (default: the pod's name from POD_NAME, else the host name and the
+    /// process id).
+    #[arg(long = "leader-election-identity", env = "WEBSITE_LEADER_ELECTION_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// Seconds a Lease stays held after its last renewal: how long a crashed leader blocks the others.
+    #[arg(long = "leader-election-lease-seconds", env = "WEBSITE_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=600))]
+    pub lease_seconds: u64,
+
+    /// Seconds before the Lease expires at which the leader renews it; also the clock skew tolerated between
+    /// nodes. Less than --leader-election-lease-seconds.
+    #[arg(long = "leader-election-renew-grace-seconds", env = "WEBSITE_LEADER_ELECTION_RENEW_GRACE_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=599))]
+    pub renew_grace_seconds: u64,
+}
+
+impl LeaderElection {
+    /// This replica's identity: the flag, else `POD_NAME`, else the host name and process id (a controller run
+    /// outside a pod, as in the local control plane).
+    pub fn identity(&self) -> String {
+        if let Some(identity) = self.identity.clone().filter(|i| !i.is_empty()) {
+            return identity;
+        }
+        if let Ok(pod) = std::env::var("POD_NAME")
+            && !pod.is_empty()
+        {
+            return pod;
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}-{}", std::process::id())
+    }
 }
 
 /// How log lines are written.
@@ -217,6 +274,28 @@ mod tests {
         assert_eq!(s.children, ChildConfig::default());
         assert_eq!(s.namespace, None);
         assert_eq!(s.health_addr, Some(([0, 0, 0, 0], 8081).into()));
+        let election = &s.leader_election;
+        assert!(election.enabled);
+        assert_eq!(
+            (election.lease.as_str(), election.lease_seconds, election.renew_grace_seconds),
+            ("website-controller", 15, 5)
+        );
+        assert_eq!((election.lease_namespace.as_deref(), election.identity.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn leader_election_can_be_turned_off_and_its_identity_falls_back_outside_a_pod() {
+        let s = Settings::try_parse_from(["website-controller", "--leader-election=false"]).expect("parses");
+        assert!(!s.leader_election.enabled);
+        let named =
+            Settings::try_parse_from(["website-controller", "--leader-election-identity=replica-1"]).expect("parses");
+        assert_eq!(named.leader_election.identity(), "replica-1");
+        // Outside a pod (no POD_NAME in the test environment): the host name and this process's id.
+        if std::env::var_os("POD_NAME").is_none() {
+            let identity = s.leader_election.identity();
+            assert!(identity.ends_with(&format!("-{}", std::process::id())), "{identity}");
+        }
+        assert!(Settings::try_parse_from(["website-controller", "--leader-election-lease-seconds=1"]).is_err());
     }
 
     #[test]

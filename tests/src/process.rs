@@ -192,6 +192,21 @@ impl ChildProcess {
     }
 }
 
+impl ChildProcess {
+    /// Kills the process with SIGKILL, as a crash or an evicted node would, and reaps it.
+    ///
+    /// # Errors
+    /// When it can be neither killed nor reaped.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        if self.is_running() {
+            // An error means it exited in between, which the wait handles.
+            let _ = self.child.kill();
+            self.exit_status = Some(self.child.wait()?);
+        }
+        self.exit_status.ok_or_else(|| anyhow!("{} (pid {}) could not be reaped", self.name, self.pid))
+    }
+}
+
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         stop_all(&mut [self], DEFAULT_GRACE);

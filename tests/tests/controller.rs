@@ -543,6 +543,8 @@ async fn the_controller_is_not_ready_while_a_watch_fails_and_ready_again_once_it
     command
         .arg(format!("--health-addr={health}"))
         .arg("--watch-timeout-seconds=2")
+        // One replica, and the user has no Lease to hold.
+        .arg("--leader-election=false")
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "info");
     let mut controller = cp.spawn("website-controller-restricted", command)?;

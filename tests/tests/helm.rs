@@ -200,7 +200,15 @@ async fn bad_values_are_refused_with_the_offending_value_named() -> Result<()> {
         (&["certificates.mode=vault"], "at '/certificates/mode'"),
         (&["certificates.mode=provided"], "at '/certificates/provided/secretName': minLength"),
         (&["webhook.urlOverride=http://127.0.0.1:8443"], "at '/webhook/urlOverride'"),
-        (&["controller.replicas=2"], "at '/controller/replicas': maximum: got 2, want 1"),
+        (&["controller.replicas=11"], "at '/controller/replicas': maximum: got 11, want 10"),
+        (
+            &["controller.replicas=2", "controller.leaderElection.enabled=false"],
+            "controller.replicas > 1 needs controller.leaderElection.enabled",
+        ),
+        (
+            &["controller.leaderElection.renewGraceSeconds=15"],
+            "renewGraceSeconds must be less than controller.leaderElection.leaseSeconds",
+        ),
         (&["websites.imagePullPolicy=Sometimes"], "at '/websites/imagePullPolicy'"),
         (&["webhook.image.pullPolicy=Sometimes"], "at '/webhook/image/pullPolicy'"),
         (&["webhookReplicas=3"], "additional properties 'webhookReplicas' not allowed"),
@@ -481,6 +489,7 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
     let apps = Some("apps");
     let ns = Some(NAMESPACE);
     let secret = format!("secrets/{CERT_SECRET}");
+    let lease = format!("leases.coordination.k8s.io/{CONTROLLER}");
     let validating = format!("validatingwebhookconfigurations/{CONFIGURATION}");
     let mutating = format!("mutatingwebhookconfigurations/{CONFIGURATION}");
     // (user, verb, resource, namespace, allowed)
@@ -524,6 +533,15 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&controller, "create", "networkpolicies.networking.k8s.io", apps, false),
         (&controller, "delete", "namespaces", None, false),
         (&controller, "patch", &validating, None, false),
+        // Its Lease, by name: held with get, patch and update, watched to see it released; the chart creates it.
+        (&controller, "get", &lease, ns, true),
+        (&controller, "patch", &lease, ns, true),
+        (&controller, "update", &lease, ns, true),
+        (&controller, "watch", &lease, ns, true),
+        (&controller, "delete", &lease, ns, false),
+        (&controller, "create", "leases.coordination.k8s.io", ns, false),
+        (&controller, "get", "leases.coordination.k8s.io/kube-controller-manager", Some("kube-system"), false),
+        (&controller, "patch", "leases.coordination.k8s.io/other", ns, false),
         // Its Secret, by name: read and watched, updated with the resourceVersion read, and created by
         // server-side apply (a PATCH naming it) when deleted.
         (&webhook, "get", &secret, ns, true),
