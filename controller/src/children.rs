@@ -213,6 +213,17 @@ fn digest(value: &serde_json::Value) -> u64 {
     digest_of(&value.to_string())
 }
 
+/// What [`write`] did to a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Created it: it was absent.
+    Created,
+    /// Applied the declaration again: it had drifted (a hand edit, or another writer).
+    Repaired,
+    /// Nothing: it was as declared.
+    None,
+}
+
 /// Makes the child as `desired`, given what [`claim`] found.
 ///
 /// An absent child is created (never applied: an apply would also change an object created in between). An owned
@@ -220,11 +231,16 @@ fn digest(value: &serde_json::Value) -> u64 {
 /// [`Verified`]), or, read again, still covering the declaration; otherwise it is applied with its uid as a
 /// precondition. A creation that loses the race to someone else's object gives a [`Conflict`], which the caller
 /// reports like any other. Returns the child as last seen (possibly from the cache, without the fields the cache
-/// drops).
+/// drops), and what was done to it.
 ///
 /// # Errors
 /// When the API server refuses a read or the write, including an apply whose uid no longer matches.
-pub async fn write<K>(api: &Api<K>, claim: Claim<K>, desired: &K, verified: &Verified) -> Result<Result<K, Conflict>>
+pub async fn write<K>(
+    api: &Api<K>,
+    claim: Claim<K>,
+    desired: &K,
+    verified: &Verified,
+) -> Result<Result<(K, Change), Conflict>>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + fmt::Debug,
 {
@@ -238,7 +254,7 @@ where
             return match api.create(&params, desired).await {
                 Ok(created) => {
                     verified.record(&created, declared);
-                    Ok(Ok(created))
+                    Ok(Ok((created, Change::Created)))
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     let name = desired.name_any();
@@ -247,7 +263,7 @@ where
                 Err(source) => Err(Error::Apply { kind, source }),
             };
         }
-        Claim::Cached(cached) if verified.unchanged(&cached, declared) => return Ok(Ok(cached)),
+        Claim::Cached(cached) if verified.unchanged(&cached, declared) => return Ok(Ok((cached, Change::None))),
         // Changed since last seen, by anyone (a status update, a hand edit): read it whole.
         Claim::Cached(cached) => api
             .get_opt(&cached.name_any())
@@ -259,7 +275,7 @@ where
     };
     if serde_json::to_value(&existing).is_ok_and(|observed| covers(&observed, &declared_value)) {
         verified.record(&existing, declared);
-        return Ok(Ok(existing));
+        return Ok(Ok((existing, Change::None)));
     }
     let mut body = desired.clone();
     body.meta_mut().uid = existing.meta().uid.clone();
@@ -269,7 +285,7 @@ where
         .await
         .map_err(|source| Error::Apply { kind, source })?;
     verified.record(&applied, declared);
-    Ok(Ok(applied))
+    Ok(Ok((applied, Change::Repaired)))
 }
 
 #[cfg(test)]

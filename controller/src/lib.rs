@@ -5,6 +5,7 @@
 //! Deployments and Services they own. [`settings`] lists every flag.
 
 pub mod children;
+pub mod events;
 pub mod health;
 pub mod leader;
 pub mod metrics;

@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -23,6 +23,7 @@ use tracing::{Span, debug, field, info, instrument, warn};
 use website_crd::{Website, WebsiteStatus};
 
 use crate::children::{self, Claim, Conflict};
+use crate::events::Recorder;
 use crate::health::Readiness;
 use crate::metrics::{Metrics, Outcome};
 use crate::resources::{self, MANAGED_BY};
@@ -37,6 +38,12 @@ pub const FIELD_MANAGER: &str = "website-controller";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// Reason of `Ready=False` for a Website one of whose children's names is taken by an object it does not control.
 pub const REASON_CHILD_CONFLICT: &str = "ChildConflict";
+/// Reason of the event that lists the children a reconcile created.
+pub const REASON_CREATED: &str = "Created";
+/// Reason of the event that lists the children a reconcile updated to a new spec.
+pub const REASON_UPDATED: &str = "Updated";
+/// Reason of the event that lists the children a reconcile put back after they drifted.
+pub const REASON_REPAIRED: &str = "Repaired";
 /// Longest wait between two attempts of a Website whose children's names are taken.
 pub const CONFLICT_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a Website is reconciled when nothing changes, to repair drift that no watch event reports.
@@ -77,9 +84,8 @@ pub struct ChildCaches {
 impl Context {
     /// A context for `client` and `config`.
     pub fn new(client: Client, config: ChildConfig) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
             client,
             config,
             failures: Mutex::default(),
@@ -221,23 +227,33 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         return report_conflicts(&ctx, &websites, &website, &foreign).await;
     }
 
+    // What was created, updated and put back, for the Website's events. A child applied while the status lags the
+    // spec was updated to the new spec; otherwise it had drifted from it.
+    let observed = website.status.as_ref().and_then(|s| s.observed_generation);
+    let mut changes = Changes { spec_changed: observed != website.metadata.generation, ..Changes::default() };
     // The configuration first: the pods mount it.
-    if let Err(conflict) = children::write(&apis.config_maps, config_claim, &web_config, &ctx.verified).await? {
-        return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+    match children::write(&apis.config_maps, config_claim, &web_config, &ctx.verified).await? {
+        Ok((written, change)) => changes.note(&written, change),
+        Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
     }
     // Turning the policy off later leaves existing policies in place (the README says how to remove them): the
     // controller then needs no access to NetworkPolicies at all.
-    if let (Some(policy), Some(claim)) = (policy, policy_claim)
-        && let Err(conflict) = children::write(&apis.network_policies, claim, &policy, &ctx.verified).await?
-    {
-        return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+    if let (Some(policy), Some(claim)) = (policy, policy_claim) {
+        match children::write(&apis.network_policies, claim, &policy, &ctx.verified).await? {
+            Ok((written, change)) => changes.note(&written, change),
+            Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
+        }
     }
     let deployment = match children::write(&apis.deployments, deployment_claim, &deployment, &ctx.verified).await? {
-        Ok(deployment) => deployment,
+        Ok((deployment, change)) => {
+            changes.note(&deployment, change);
+            deployment
+        }
         Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
     };
-    if let Err(conflict) = children::write(&apis.services, service_claim, &service, &ctx.verified).await? {
-        return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+    match children::write(&apis.services, service_claim, &service, &ctx.verified).await? {
+        Ok((written, change)) => changes.note(&written, change),
+        Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
     }
 
     let url = resources::url(&website, &ctx.config);
@@ -246,6 +262,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     if write_status(&websites, &website, status).await? {
         debug!("status updated");
     }
+    changes.publish(&ctx, &website).await;
     if became_ready {
         publish(&ctx, &website, EventType::Normal, "Ready", "every web server pod is available".into()).await;
     }
@@ -266,6 +283,48 @@ pub async fn reconcile_measured(website: Arc<Website>, ctx: Arc<Context>) -> Res
         ctx.metrics.reconciled(Outcome::error);
     }
     result
+}
+
+/// The children one reconcile created, updated to a new spec, or put back after they drifted, as `Kind/name`.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Whether the Website's spec changed since its status was last written.
+    spec_changed: bool,
+    created: Vec<String>,
+    updated: Vec<String>,
+    repaired: Vec<String>,
+}
+
+impl Changes {
+    fn note<K: Resource<DynamicType = ()>>(&mut self, child: &K, change: children::Change) {
+        let name = || format!("{}/{}", K::kind(&()), child.name_any());
+        match change {
+            children::Change::Created => self.created.push(name()),
+            children::Change::Repaired if self.spec_changed => self.updated.push(name()),
+            children::Change::Repaired => self.repaired.push(name()),
+            children::Change::None => {}
+        }
+    }
+
+    /// One event for each kind of change: a few events a Website, however many children; repeats of the same
+    /// event are counted into a series by the recorder rather than posted anew.
+    async fn publish(self, ctx: &Context, website: &Website) {
+        if !self.created.is_empty() {
+            let note = format!("created {}", self.created.join(", "));
+            publish(ctx, website, EventType::Normal, REASON_CREATED, note).await;
+        }
+        if !self.updated.is_empty() {
+            let note = format!("updated {} to the Website's new spec", self.updated.join(", "));
+            publish(ctx, website, EventType::Normal, REASON_UPDATED, note).await;
+        }
+        if !self.repaired.is_empty() {
+            let note = format!(
+                "put back {}, which no longer matched what the Website declares (edited by someone else?)",
+                self.repaired.join(", ")
+            );
+            publish(ctx, website, EventType::Normal, REASON_REPAIRED, note).await;
+        }
+    }
 }
 
 fn foreign<K>(claim: &Claim<K>) -> Option<Conflict> {

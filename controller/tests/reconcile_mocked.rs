@@ -153,6 +153,10 @@ async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_statu
         assert_eq!(status["conditions"][0]["type"], "Ready");
         assert_eq!(status["conditions"][0]["status"], "False");
         assert_eq!(status["conditions"][0]["reason"], "PodsUnavailable");
+        // One event lists every child created.
+        let (_, event) = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+        assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Normal"), Some("Created")));
+        assert_eq!(event["note"], "created ConfigMap/kubia-web, Deployment/kubia, Service/kubia");
         handle
     });
     let action = run(w, &ctx).await.expect("reconciles");
@@ -192,6 +196,10 @@ async fn owned_children_as_declared_are_not_written_and_a_drifted_one_is_applied
         assert_apply(&q);
         assert_eq!(body["metadata"]["uid"], CHILD_UID);
         assert_eq!(body["spec"]["type"], "ClusterIP");
+        // The status was as it should be; the repair is told in an event.
+        let (_, event) = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+        assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Normal"), Some("Repaired")));
+        assert!(event["note"].as_str().unwrap_or_default().starts_with("put back Service/kubia,"), "{event}");
         handle
     });
     run(w, &ctx).await.expect("reconciles");

@@ -218,6 +218,10 @@ async fn controller_creates_owned_children_and_reports_ready_once_pods_are_avail
     ensure!(website.status.as_ref().and_then(|s| s.available_replicas) == Some(1));
     let events = env.cp.kubectl(&["get", "events", "-n", &env.ns, "-o", "json"]).await?.ensure_success()?;
     ensure!(events.contains("every web server pod is available"), "no Ready event: {events}");
+    ensure!(
+        events.contains("created ConfigMap/kubia-web, Deployment/kubia, Service/kubia"),
+        "no event for the children created: {events}"
+    );
     Ok(())
 }
 
@@ -274,6 +278,14 @@ async fn edits_reach_the_children_and_drifted_children_are_put_back() -> Result<
         ensure!(image.as_deref() == Some("registry.k8s.io/git-sync/git-sync:v4.4.0"), "image {image:?}");
         let s = env.services().get("kubia").await?;
         ensure!(service_type(&s).as_deref() == Some("ClusterIP"), "{:?}", service_type(&s));
+        Ok(())
+    })
+    .await?;
+    // The Website's events tell both stories: its own edits, and the repairs.
+    eventually(TIMEOUT, async || {
+        let events = env.cp.kubectl(&["get", "events", "-n", &env.ns, "-o", "json"]).await?.ensure_success()?;
+        ensure!(events.contains("to the Website's new spec"), "no event for the update: {events}");
+        ensure!(events.contains("put back Deployment/kubia"), "no event for the repair: {events}");
         Ok(())
     })
     .await?;
