@@ -30,7 +30,7 @@ async fn run(settings: Settings) -> Result<(), Error> {
         let listener = health::bind(addr).await?;
         tokio::spawn(health::serve(listener, readiness.clone(), metrics.clone()));
     }
-    let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    let client = client(metrics.clone()).await?;
     if !settings.leader_election.enabled {
         metrics.set_leader(true);
         return reconcile::run(client, &settings, readiness, metrics).await;
@@ -57,6 +57,17 @@ async fn run(settings: Settings) -> Result<(), Error> {
     // Released at once, so that the standby takes over without waiting for the term to end.
     leadership.release().await;
     result
+}
+
+/// The client of the environment (`KUBECONFIG` or the in-cluster service account), counting its writes in
+/// `metrics`: with two replicas, each one's count shows that only the leader writes.
+async fn client(metrics: std::sync::Arc<Metrics>) -> Result<kube::Client, Error> {
+    let config = kube::Config::infer().await.map_err(|e| Error::Client(kube::Error::InferConfig(e)))?;
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        metrics.request(request.method(), request.uri().path());
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config).map_err(Error::Client)?.with_layer(&count).build())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -8,6 +8,7 @@
 //! | `website_controller_watch_errors_total` | counter | `kind` | watch failures (the watch is retried with backoff) |
 //! | `website_controller_websites` | gauge | `ready` | Websites in the cache by their `Ready` condition, counted at each scrape |
 //! | `website_controller_leader` | gauge | | 1 while this replica holds the Lease and reconciles, 0 while it stands by |
+//! | `website_controller_api_writes_total` | counter | `resource` | requests other than GET this process sent to the API server |
 
 use std::sync::Mutex;
 
@@ -47,6 +48,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReadyLabels {
     ready: &'static str,
 }
@@ -62,6 +68,7 @@ pub struct Metrics {
     websites: Family<ReadyLabels, Gauge>,
     website_cache: Mutex<Option<Store<Website>>>,
     leader: Gauge,
+    writes: Family<ResourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,6 +100,12 @@ impl Metrics {
         );
         let websites = Family::<ReadyLabels, Gauge>::default();
         registry.register("websites", "Websites by the status of their Ready condition", websites.clone());
+        let writes = Family::<ResourceLabels, Counter>::default();
+        registry.register(
+            "api_writes",
+            "Requests other than GET this process sent to the API server, by resource",
+            writes.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -108,7 +121,17 @@ impl Metrics {
             websites,
             website_cache: Mutex::new(None),
             leader,
+            writes,
         }
+    }
+
+    /// Counts a request to the API server, if it writes: any method but GET (and HEAD), by the resource of its
+    /// path, e.g. `deployments`, `websites` for a status patch, `leases`.
+    pub fn request(&self, method: &http::Method, path: &str) {
+        if method == http::Method::GET || method == http::Method::HEAD {
+            return;
+        }
+        self.writes.get_or_create(&ResourceLabels { resource: resource_of(path).to_owned() }).inc();
     }
 
     /// Records whether this replica leads.
@@ -161,5 +184,54 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+/// The resource a request path names: the segment after `namespaces/<namespace>`, or after the group version of a
+/// cluster-wide path (`/api/v1/...`, `/apis/<group>/<version>/...`).
+fn resource_of(path: &str) -> &str {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let skip = match segments.next() {
+        Some("api") => 1,
+        Some("apis") => 2,
+        _ => return "other",
+    };
+    let mut rest = segments.skip(skip);
+    match rest.next() {
+        Some("namespaces") => {
+            let _namespace = rest.next();
+            rest.next().unwrap_or("namespaces")
+        }
+        Some(resource) if !resource.is_empty() => resource,
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_counted_by_the_resource_of_their_path_and_reads_not_at_all() {
+        let metrics = Metrics::new();
+        metrics.request(&http::Method::POST, "/apis/apps/v1/namespaces/shop/deployments");
+        metrics.request(&http::Method::PATCH, "/apis/apps/v1/namespaces/shop/deployments/kubia");
+        metrics.request(&http::Method::PATCH, "/apis/extensions.example.com/v1/namespaces/shop/websites/kubia/status");
+        metrics.request(&http::Method::POST, "/api/v1/namespaces/shop/services");
+        metrics
+            .request(&http::Method::PATCH, "/apis/coordination.k8s.io/v1/namespaces/default/leases/website-controller");
+        metrics.request(&http::Method::GET, "/apis/apps/v1/namespaces/shop/deployments/kubia");
+        let text = metrics.encode();
+        for line in [
+            r#"website_controller_api_writes_total{resource="deployments"} 2"#,
+            r#"website_controller_api_writes_total{resource="websites"} 1"#,
+            r#"website_controller_api_writes_total{resource="services"} 1"#,
+            r#"website_controller_api_writes_total{resource="leases"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+        }
+        assert_eq!(resource_of("/api/v1/namespaces"), "namespaces");
+        assert_eq!(resource_of("/apis/rbac.authorization.k8s.io/v1/clusterroles/x"), "clusterroles");
+        assert_eq!(resource_of("/version"), "other");
     }
 }

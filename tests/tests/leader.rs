@@ -51,6 +51,17 @@ impl Replica {
         Ok(sample(&text, series).unwrap_or(0.0))
     }
 
+    /// Every request other than GET this process sent to the API server, whatever the resource.
+    async fn writes(&self) -> Result<f64> {
+        let (status, text) = http_get(self.health, "/metrics").await?;
+        ensure!(status == 200, "{}: /metrics answered {status}", self.identity);
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with("website_controller_api_writes_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     async fn leading(&self) -> Result<bool> {
         Ok(self.metric("website_controller_leader").await? == 1.0)
     }
@@ -105,6 +116,10 @@ async fn one_replica_reconciles_a_killed_leader_is_replaced_after_its_lease_and_
     ensure!(leader.leading().await? && !standby.leading().await?, "both or neither lead");
     ensure!(leader.metric(RECONCILES).await? >= 1.0, "{} leads but did not reconcile", leader.identity);
     ensure!(standby.metric(RECONCILES).await? == 0.0, "{} reconciled while standing by", standby.identity);
+    // Both use the same field manager, so the API server cannot tell them apart: their own counts of the requests
+    // they sent can. The standby has written nothing at all, not even to the Lease.
+    ensure!(standby.writes().await? == 0.0, "{} wrote while standing by", standby.identity);
+    ensure!(leader.writes().await? >= 4.0, "{} leads but wrote {} times", leader.identity, leader.writes().await?);
     ensure!(http_get_status(standby.health, "/readyz").await? == 200, "the standby is not ready");
 
     // Killed: the standby takes over once the lease runs out.
@@ -119,6 +134,7 @@ async fn one_replica_reconciles_a_killed_leader_is_replaced_after_its_lease_and_
 
     // Stopped gracefully: it releases the Lease, and the standby takes over well within a lease term.
     ensure!(!standby.leading().await?, "the new replica leads beside the leader");
+    ensure!(standby.writes().await? == 0.0, "{} wrote while standing by", standby.identity);
     let stopped = leader.process.stop(Duration::from_secs(10))?;
     ensure!(
         stopped.success(),
