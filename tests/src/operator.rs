@@ -386,6 +386,24 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// The Prometheus text a component serves at `/metrics` on its plain-HTTP listener at `addr`.
+///
+/// # Errors
+/// When it does not answer, or answers other than 200.
+pub async fn scrape(addr: SocketAddr) -> Result<String> {
+    let (status, text) = http_get(addr, "/metrics").await?;
+    anyhow::ensure!(status == 200, "/metrics on {addr} answered {status}: {text}");
+    Ok(text)
+}
+
+/// The sum of every sample of `metric` (its name, any labels) in Prometheus text.
+pub fn sum_of(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.strip_prefix(metric).is_some_and(|rest| rest.starts_with(['{', ' '])))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The value of the sample `series` (name and labels, exactly as exposed) in Prometheus text, if present.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())

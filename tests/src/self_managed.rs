@@ -337,8 +337,7 @@ impl Replica {
     /// # Errors
     /// When it does not answer `/metrics` with 200.
     pub async fn metric(&self, series: &str) -> Result<f64> {
-        let (status, text) = crate::operator::http_get(self.addresses.health, "/metrics").await?;
-        anyhow::ensure!(status == 200, "/metrics answered {status}: {text}");
+        let text = crate::operator::scrape(self.addresses.health).await?;
         Ok(crate::operator::sample(&text, series).unwrap_or(0.0))
     }
 

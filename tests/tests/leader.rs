@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use website_e2e::control_plane::free_port;
-use website_e2e::operator::{binary, http_get, http_get_status, sample};
+use website_e2e::operator::{binary, http_get_status, sample, scrape, sum_of};
 use website_e2e::process::ChildProcess;
 use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions, eventually};
 
@@ -46,20 +46,12 @@ impl Replica {
     }
 
     async fn metric(&self, series: &str) -> Result<f64> {
-        let (status, text) = http_get(self.health, "/metrics").await?;
-        ensure!(status == 200, "{}: /metrics answered {status}", self.identity);
-        Ok(sample(&text, series).unwrap_or(0.0))
+        Ok(sample(&scrape(self.health).await?, series).unwrap_or(0.0))
     }
 
     /// Every request other than GET this process sent to the API server, whatever the resource.
     async fn writes(&self) -> Result<f64> {
-        let (status, text) = http_get(self.health, "/metrics").await?;
-        ensure!(status == 200, "{}: /metrics answered {status}", self.identity);
-        Ok(text
-            .lines()
-            .filter(|line| line.starts_with("website_controller_api_writes_total{"))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(sum_of(&scrape(self.health).await?, "website_controller_api_writes_total"))
     }
 
     async fn leading(&self) -> Result<bool> {

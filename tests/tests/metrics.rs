@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use website_e2e::operator::{http_get, sample, workspace_root};
+use website_e2e::operator::{sample, scrape, workspace_root};
 use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions, eventually};
 
 const ALLOWED: &str =
@@ -23,11 +23,6 @@ async fn a_scrape_after_admissions_and_reconciles_shows_the_counters_moving() ->
         .await?;
     let op = Operator::start(&cp, OperatorOptions::default()).await?;
     let (webhook, controller) = (op.webhook_health_addr(), op.controller_health_addr().context("the controller runs")?);
-    let scrape = async |addr| -> Result<String> {
-        let (status, text) = http_get(addr, "/metrics").await?;
-        ensure!(status == 200, "/metrics answered {status}: {text}");
-        Ok(text)
-    };
     let before = scrape(webhook).await?;
     let count = |text: &str, series: &str| sample(text, series).unwrap_or(0.0);
 

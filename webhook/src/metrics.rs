@@ -29,6 +29,16 @@ pub enum Endpoint {
     mutate,
 }
 
+impl Endpoint {
+    /// The route it is served on.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::validate => "/validate",
+            Self::mutate => "/mutate",
+        }
+    }
+}
+
 /// What the webhook answered.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types, reason = "label values are lowercase")]

@@ -41,10 +41,7 @@ async fn answer(
     judge: fn(&Request<'_>) -> Verdict,
 ) -> HttpResponse {
     let started = Instant::now();
-    let route = match endpoint {
-        Endpoint::validate => "/validate",
-        Endpoint::mutate => "/mutate",
-    };
+    let route = endpoint.path();
     let capacity = &state.capacity;
     let (body, _reservation) = match capacity::read_body(capacity, request.headers(), payload).await {
         Ok(read) => read,
