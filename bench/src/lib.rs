@@ -133,7 +133,20 @@ pub struct Certificates {
     pub key: PathBuf,
     /// The CA's certificate (PEM), for clients and `caBundle`s.
     pub ca_pem: String,
+    /// A kubeconfig naming an API server where none listens: website-webhook needs one to start, and the
+    /// benchmark's reviews, which carry no credentials, never make it call the API server.
+    pub kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// A kubeconfig for an API server at `server`, without credentials.
+pub fn unreachable_kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: none\n\
+         clusters: [{{name: none, cluster: {{server: \"{server}\"}}}}]\n\
+         users: [{{name: none, user: {{}}}}]\n\
+         contexts: [{{name: none, context: {{cluster: none, user: none}}}}]\n"
+    )
 }
 
 impl Certificates {
@@ -149,7 +162,15 @@ impl Certificates {
         let serving = ca.issue_serving(&names, DEFAULT_SERVING_VALIDITY)?;
         let written =
             website_certs::write_files(dir.path(), ca.cert_pem(), serving.cert_pem(), serving.key_pem(), false)?;
-        Ok(Self { cert: written.tls_cert, key: written.tls_key, ca_pem: ca.cert_pem().to_owned(), _dir: dir })
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, unreachable_kubeconfig("https://127.0.0.1:9"))?;
+        Ok(Self {
+            cert: written.tls_cert,
+            key: written.tls_key,
+            ca_pem: ca.cert_pem().to_owned(),
+            kubeconfig,
+            _dir: dir,
+        })
     }
 }
 
@@ -192,6 +213,7 @@ impl Webhook {
             .arg("--health-addr=off")
             .args(args)
             .env("RUST_LOG", rust_log)
+            .env("KUBECONFIG", &certs.kubeconfig)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -19,6 +19,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -277,6 +278,7 @@ where
         verified.record(&existing, declared);
         return Ok(Ok((existing, Change::None)));
     }
+    adopt_created_fields(api, &existing).await.map_err(|source| Error::Apply { kind, source })?;
     let mut body = desired.clone();
     body.meta_mut().uid = existing.meta().uid.clone();
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -286,6 +288,79 @@ where
         .map_err(|source| Error::Apply { kind, source })?;
     verified.record(&applied, declared);
     Ok(Ok((applied, Change::Repaired)))
+}
+
+/// Makes the fields the controller's own create set (a POST, recorded as an `Update` of [`FIELD_MANAGER`] in
+/// `managedFields`) fields of its apply, before it applies to `existing` for the first time.
+///
+/// Server-side apply removes a field that the applier stops declaring only when no other entry of `managedFields`
+/// owns it, and the create's `Update` entry is another entry: without this, a volume, a mount or an environment
+/// variable dropped from the declaration (the Secret of a Website made public again) would stay in the child for
+/// ever. The entries are changed by a JSON patch conditioned on the child's uid and resourceVersion, which changes
+/// no field of the child (the approach of client-go's `csaupgrade`).
+async fn adopt_created_fields<K>(api: &Api<K>, existing: &K) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + fmt::Debug,
+{
+    let meta = existing.meta();
+    let Some(entries) = meta.managed_fields.as_deref().and_then(adopted) else {
+        return Ok(());
+    };
+    let (Some(uid), Some(version)) = (meta.uid.as_deref(), meta.resource_version.as_deref()) else {
+        return Ok(());
+    };
+    let patch = serde_json::json!([
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/metadata/managedFields", "value": entries},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+    api.patch(&existing.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch)).await?;
+    Ok(())
+}
+
+/// `entries` with the controller's create entry merged into its apply entry (or turned into one); `None` when there
+/// is no create entry.
+fn adopted(entries: &[ManagedFieldsEntry]) -> Option<Vec<ManagedFieldsEntry>> {
+    let ours = |entry: &ManagedFieldsEntry, operation: &str| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+            && entry.operation.as_deref() == Some(operation)
+            && entry.subresource.as_deref().unwrap_or_default().is_empty()
+    };
+    let created = entries.iter().position(|entry| ours(entry, "Update"))?;
+    let mut entries = entries.to_vec();
+    let mut created = entries.remove(created);
+    match entries.iter_mut().find(|entry| ours(entry, "Apply")) {
+        Some(applied) => {
+            let mut fields = applied.fields_v1.take().map(|f| f.0).unwrap_or_else(|| serde_json::json!({}));
+            union(&mut fields, created.fields_v1.map(|f| f.0).unwrap_or_default());
+            applied.fields_v1 = Some(FieldsV1(fields));
+        }
+        None => {
+            created.operation = Some("Apply".into());
+            entries.push(created);
+        }
+    }
+    Some(entries)
+}
+
+/// Adds every field of the `FieldsV1` set `other` to `fields`.
+fn union(fields: &mut serde_json::Value, other: serde_json::Value) {
+    use serde_json::Value;
+    match (fields, other) {
+        (Value::Object(fields), Value::Object(other)) => {
+            for (key, value) in other {
+                match fields.get_mut(&key) {
+                    Some(existing) => union(existing, value),
+                    None => {
+                        fields.insert(key, value);
+                    }
+                }
+            }
+        }
+        (fields, other) if fields.is_null() => *fields = other,
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -343,6 +418,50 @@ mod tests {
         let label_gone = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]},
             "metadata": {"labels": {}}});
         assert!(!covers(&label_gone, &declared), "a removed field");
+    }
+
+    fn entry(
+        manager: &str,
+        operation: &str,
+        subresource: Option<&str>,
+        fields: serde_json::Value,
+    ) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            api_version: Some("apps/v1".into()),
+            fields_type: Some("FieldsV1".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            subresource: subresource.map(Into::into),
+            time: None,
+        }
+    }
+
+    #[test]
+    fn the_fields_of_the_controllers_create_become_fields_of_its_apply() {
+        let created = serde_json::json!({"f:spec": {"f:volumes": {"k:{\"name\":\"git-credentials\"}": {".": {}}}, "f:replicas": {}}});
+        let others = entry("kubectl-edit", "Update", None, serde_json::json!({"f:metadata": {"f:labels": {}}}));
+        let status = entry(FIELD_MANAGER, "Update", Some("status"), serde_json::json!({"f:status": {}}));
+        // Only a create entry: it becomes the apply entry.
+        let entries = vec![entry(FIELD_MANAGER, "Update", None, created.clone()), others.clone(), status.clone()];
+        let converted = adopted(&entries).expect("a create entry");
+        assert_eq!(
+            converted,
+            vec![others.clone(), status.clone(), entry(FIELD_MANAGER, "Apply", None, created.clone())]
+        );
+        // Both: merged into the apply entry.
+        let applied = serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {}}});
+        let entries = vec![entry(FIELD_MANAGER, "Update", None, created), entry(FIELD_MANAGER, "Apply", None, applied)];
+        let merged = adopted(&entries).expect("a create entry");
+        assert_eq!(merged.len(), 1);
+        assert_eq!(
+            merged[0].fields_v1.as_ref().expect("fields").0,
+            serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {},
+                "f:volumes": {"k:{\"name\":\"git-credentials\"}": {".": {}}}}})
+        );
+        assert_eq!(merged[0].operation.as_deref(), Some("Apply"));
+        // Nothing to adopt: other managers' entries and the status subresource's are left alone.
+        assert_eq!(adopted(&[others, status]), None);
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -26,7 +27,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
-use website_crd::{EffectiveSpec, Website};
+use website_crd::{
+    CredentialsKind, EffectiveSpec, GitCredentials, HTTPS_PASSWORD_KEY, HTTPS_USERNAME_KEY, SSH_KNOWN_HOSTS_KEY,
+    SSH_PRIVATE_KEY_KEY, Website,
+};
 
 use crate::settings::ChildConfig;
 use crate::{Error, Result};
@@ -175,8 +179,48 @@ fn web_container(config: &ChildConfig) -> Container {
     }
 }
 
+/// Where git-sync sees the Secret of a private repository's credentials (git-sync's own default directory).
+pub const GIT_CREDENTIALS_DIR: &str = "/etc/git-secret";
+/// Name of the volume of that Secret, mounted into git-sync only.
+const GIT_CREDENTIALS_VOLUME: &str = "git-credentials";
+/// File mode of the Secret's files: readable by their group, which is the pod's `fsGroup`, git-sync's user; a
+/// private key must not be readable by everyone.
+const GIT_CREDENTIALS_MODE: i32 = 0o440;
+
+/// git-sync v4's flags and environment for `credentials`: the Secret's files are read from
+/// [`GIT_CREDENTIALS_DIR`]; the user name of HTTPS credentials comes from the Secret through the environment (git-sync
+/// has no flag for a user name file). Host keys are always checked against the Secret's `known_hosts`.
+fn credential_flags(credentials: &GitCredentials) -> (Vec<String>, Vec<EnvVar>) {
+    let file = |key: &str| format!("{GIT_CREDENTIALS_DIR}/{key}");
+    match credentials.kind {
+        CredentialsKind::Https => (
+            vec![format!("--password-file={}", file(HTTPS_PASSWORD_KEY))],
+            vec![EnvVar {
+                name: "GITSYNC_USERNAME".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: credentials.secret_name.clone(),
+                        key: HTTPS_USERNAME_KEY.into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            }],
+        ),
+        CredentialsKind::Ssh => (
+            vec![
+                format!("--ssh-key-file={}", file(SSH_PRIVATE_KEY_KEY)),
+                "--ssh-known-hosts=true".to_owned(),
+                format!("--ssh-known-hosts-file={}", file(SSH_KNOWN_HOSTS_KEY)),
+            ],
+            Vec::new(),
+        ),
+    }
+}
+
 fn git_sync_container(spec: &EffectiveSpec, config: &ChildConfig) -> Container {
-    let args = vec![
+    let mut args = vec![
         format!("--repo={}", spec.git_repo),
         format!("--ref={}", spec.git_ref),
         format!("--root={GIT_SYNC_ROOT}"),
@@ -189,18 +233,23 @@ fn git_sync_container(spec: &EffectiveSpec, config: &ChildConfig) -> Container {
         // good checkout.
         "--max-failures=-1".to_owned(),
     ];
+    let mut env = vec![EnvVar { name: "HOME".into(), value: Some("/tmp".into()), ..EnvVar::default() }];
+    let mut mounts = vec![mount(CONTENT_VOLUME, GIT_SYNC_ROOT, false), mount(GIT_SYNC_TMP_VOLUME, "/tmp", false)];
+    if let Some(credentials) = &spec.credentials {
+        let (flags, vars) = credential_flags(credentials);
+        args.extend(flags);
+        env.extend(vars);
+        mounts.push(mount(GIT_CREDENTIALS_VOLUME, GIT_CREDENTIALS_DIR, true));
+    }
     Container {
         name: GIT_SYNC_CONTAINER.into(),
         image: Some(config.git_sync_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
         args: Some(args),
-        env: Some(vec![EnvVar { name: "HOME".into(), value: Some("/tmp".into()), ..EnvVar::default() }]),
+        env: Some(env),
         security_context: Some(restricted_security_context(config.git_sync_run_as_user)),
         resources: Some(resources("10m", "32Mi", "256Mi", config)),
-        volume_mounts: Some(vec![
-            mount(CONTENT_VOLUME, GIT_SYNC_ROOT, false),
-            mount(GIT_SYNC_TMP_VOLUME, "/tmp", false),
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     }
 }
@@ -310,6 +359,32 @@ pub fn network_policy(website: &Website, config: &ChildConfig) -> Result<Network
 pub fn deployment(website: &Website, config: &ChildConfig) -> Result<Deployment> {
     let spec = EffectiveSpec::from(&website.spec);
     let pod_labels = labels(website);
+    let mut volumes = vec![
+        empty_dir(CONTENT_VOLUME, &config.content_size_limit),
+        Volume {
+            name: WEB_CONFIG_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: web_config_name(website),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        empty_dir(WEB_TMP_VOLUME, &config.tmp_size_limit),
+        empty_dir(GIT_SYNC_TMP_VOLUME, &config.tmp_size_limit),
+    ];
+    if let Some(credentials) = &spec.credentials {
+        // The whole Secret, so that a missing key shows up as git-sync's own start-up error naming the file.
+        volumes.push(Volume {
+            name: GIT_CREDENTIALS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(credentials.secret_name.clone()),
+                default_mode: Some(GIT_CREDENTIALS_MODE),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     Ok(Deployment {
         metadata: child_metadata(website)?,
         spec: Some(DeploymentSpec {
@@ -319,19 +394,7 @@ pub fn deployment(website: &Website, config: &ChildConfig) -> Result<Deployment>
                 metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
                 spec: Some(PodSpec {
                     containers: vec![web_container(config), git_sync_container(&spec, config)],
-                    volumes: Some(vec![
-                        empty_dir(CONTENT_VOLUME, &config.content_size_limit),
-                        Volume {
-                            name: WEB_CONFIG_VOLUME.into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: web_config_name(website),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        empty_dir(WEB_TMP_VOLUME, &config.tmp_size_limit),
-                        empty_dir(GIT_SYNC_TMP_VOLUME, &config.tmp_size_limit),
-                    ]),
+                    volumes: Some(volumes),
                     // The pods call no Kubernetes API.
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
@@ -445,6 +508,66 @@ mod tests {
             ]
         );
         assert!(git_sync.env.iter().flatten().all(|e| !e.name.starts_with("GIT_SYNC_")), "no v3 environment variables");
+    }
+
+    fn with_credentials(git_repo: &str, kind: CredentialsKind) -> Deployment {
+        let s = WebsiteSpec {
+            credentials: Some(GitCredentials { kind, secret_name: "site-creds".into() }),
+            ..WebsiteSpec::new(git_repo)
+        };
+        deployment(&website(s), &ChildConfig::default()).expect("builds")
+    }
+
+    fn credential_args(d: &Deployment) -> Vec<String> {
+        let args = container(d, GIT_SYNC_CONTAINER).args.clone().expect("args");
+        args.into_iter().skip(8).collect()
+    }
+
+    #[test]
+    fn https_credentials_reach_git_sync_through_a_password_file_and_the_user_name_variable() {
+        let d = with_credentials("https://github.com/org/private.git", CredentialsKind::Https);
+        assert_eq!(credential_args(&d), ["--password-file=/etc/git-secret/password"]);
+        let git_sync = container(&d, GIT_SYNC_CONTAINER);
+        let user = git_sync.env.iter().flatten().find(|e| e.name == "GITSYNC_USERNAME").expect("user name");
+        let key = user.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from the Secret");
+        assert_eq!((key.name.as_str(), key.key.as_str(), key.optional), ("site-creds", "username", Some(false)));
+    }
+
+    #[test]
+    fn ssh_credentials_reach_git_sync_with_host_key_checking_on() {
+        let d = with_credentials("git@github.com:org/private.git", CredentialsKind::Ssh);
+        assert_eq!(
+            credential_args(&d),
+            [
+                "--ssh-key-file=/etc/git-secret/ssh-privatekey",
+                "--ssh-known-hosts=true",
+                "--ssh-known-hosts-file=/etc/git-secret/known_hosts"
+            ]
+        );
+        assert!(container(&d, GIT_SYNC_CONTAINER).env.iter().flatten().all(|e| e.value_from.is_none()));
+    }
+
+    #[test]
+    fn the_secret_is_mounted_read_only_into_git_sync_and_nowhere_else() {
+        for kind in [CredentialsKind::Https, CredentialsKind::Ssh] {
+            let d = with_credentials("https://github.com/org/private.git", kind);
+            let volume =
+                pod_spec(&d).volumes.iter().flatten().find(|v| v.name == GIT_CREDENTIALS_VOLUME).expect("volume");
+            let secret = volume.secret.as_ref().expect("a Secret volume");
+            assert_eq!(secret.secret_name.as_deref(), Some("site-creds"));
+            assert_eq!(secret.default_mode, Some(0o440));
+            assert_eq!(secret.optional, Some(false));
+            let git_sync = container(&d, GIT_SYNC_CONTAINER);
+            let m = git_sync.volume_mounts.iter().flatten().find(|m| m.name == GIT_CREDENTIALS_VOLUME).expect("mount");
+            assert_eq!((m.mount_path.as_str(), m.read_only), ("/etc/git-secret", Some(true)));
+            let web = container(&d, WEB_CONTAINER);
+            assert!(web.volume_mounts.iter().flatten().all(|m| m.name != GIT_CREDENTIALS_VOLUME));
+            assert!(web.env.iter().flatten().all(|e| e.value_from.is_none()));
+        }
+        // A public repository: no Secret anywhere.
+        let d = deployment(&website(spec()), &ChildConfig::default()).expect("builds");
+        assert!(pod_spec(&d).volumes.iter().flatten().all(|v| v.secret.is_none()));
+        assert_eq!(credential_args(&d), Vec::<String>::new());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Defaulting: the values a `Website` gets for every field its author left out.
 
-use crate::types::{ServiceType, WebsiteSpec};
+use crate::types::{GitCredentials, ServiceType, WebsiteSpec};
 
 /// Default `spec.ref`: the remote's default branch.
 pub const DEFAULT_REF: &str = "HEAD";
@@ -23,6 +23,7 @@ pub fn defaults(spec: &WebsiteSpec) -> WebsiteSpec {
         service_type: Some(effective.service_type),
         port: Some(effective.port),
         sync_interval_seconds: Some(effective.sync_interval_seconds),
+        credentials: effective.credentials,
     }
 }
 
@@ -41,6 +42,8 @@ pub struct EffectiveSpec {
     pub port: i32,
     /// `spec.syncIntervalSeconds`, or [`DEFAULT_SYNC_INTERVAL_SECONDS`].
     pub sync_interval_seconds: i32,
+    /// `spec.credentials`: none for a public repository.
+    pub credentials: Option<GitCredentials>,
 }
 
 impl From<&WebsiteSpec> for EffectiveSpec {
@@ -52,6 +55,7 @@ impl From<&WebsiteSpec> for EffectiveSpec {
             service_type: spec.service_type.unwrap_or(DEFAULT_SERVICE_TYPE),
             port: spec.port.unwrap_or(DEFAULT_PORT),
             sync_interval_seconds: spec.sync_interval_seconds.unwrap_or(DEFAULT_SYNC_INTERVAL_SECONDS),
+            credentials: spec.credentials.clone(),
         }
     }
 }

@@ -18,8 +18,9 @@ pub use defaults::{
 };
 pub use schema::{check_spec, check_spec_json};
 pub use types::{
-    GIT_REPO_MAX_LEN, GROUP, PORT_RANGE, READY_CONDITION, REF_MAX_LEN, REPLICAS_RANGE, SYNC_INTERVAL_RANGE,
-    ServiceType, VERSION, Website, WebsiteSpec, WebsiteStatus,
+    CredentialsKind, GIT_REPO_MAX_LEN, GROUP, GitCredentials, HTTPS_PASSWORD_KEY, HTTPS_USERNAME_KEY, PORT_RANGE,
+    READY_CONDITION, REF_MAX_LEN, REPLICAS_RANGE, SECRET_NAME_MAX_LEN, SSH_KNOWN_HOSTS_KEY, SSH_PRIVATE_KEY_KEY,
+    SYNC_INTERVAL_RANGE, ServiceType, VERSION, Website, WebsiteSpec, WebsiteStatus,
 };
 pub use validation::{NAME_MAX_LEN, Violation, validate, validate_name, validate_website, warnings};
 

@@ -22,6 +22,8 @@ pub const SYNC_INTERVAL_RANGE: std::ops::RangeInclusive<i32> = 5..=86400;
 pub const GIT_REPO_MAX_LEN: usize = 2048;
 /// Longest accepted `spec.ref`.
 pub const REF_MAX_LEN: usize = 255;
+/// Longest accepted `spec.credentials.secretName`: a Secret's name is a DNS subdomain.
+pub const SECRET_NAME_MAX_LEN: usize = 253;
 
 /// A static website served from a git repository.
 ///
@@ -67,8 +69,9 @@ pub struct WebsiteSpec {
     /// The git repository whose files are served, e.g. `https://github.com/luksa/kubia-website-example.git`.
     /// Accepted forms: `https://`, `http://`, `ssh://` and `git://` URLs (scheme in lowercase) with a host and a
     /// path, and scp-like `[user@]host:path`; IPv6 hosts in brackets. Refused: credentials (passwords, access
-    /// tokens), query strings and fragments, a user, host or path starting with `-`, and loopback, unspecified
-    /// and link-local hosts. At most 2048 characters; stored and fetched exactly as written.
+    /// tokens: a private repository's go in `credentials`), query strings and fragments, a user, host or path
+    /// starting with `-`, and loopback, unspecified and link-local hosts. At most 2048 characters; stored and
+    /// fetched exactly as written.
     #[schemars(length(min = 1, max = 2048))]
     pub git_repo: String,
 
@@ -96,7 +99,74 @@ pub struct WebsiteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 5, max = 86400))]
     pub sync_interval_seconds: Option<i32>,
+
+    /// Credentials for a private repository: a Secret in the Website's namespace, mounted into git-sync only.
+    /// Whoever creates the Website, or changes its `gitRepo`, `ref` or `credentials`, must be allowed to `get` that
+    /// Secret. Never used with an `http://` or `git://` remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<GitCredentials>,
 }
+
+/// A reference to the Secret that holds a private repository's credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitCredentials {
+    /// What the Secret holds: `HTTPS` (keys `username` and `password`, a password or access token) for an
+    /// `https://` remote, or `SSH` (keys `ssh-privatekey` and `known_hosts`) for an `ssh://` or `[user@]host:path`
+    /// remote.
+    #[serde(rename = "type")]
+    pub kind: CredentialsKind,
+
+    /// Name of the Secret, in the Website's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+/// Which credentials a Secret holds, and so which remotes they can be used with.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum CredentialsKind {
+    /// A user name and a password or access token, for an `https://` remote (Secret keys `username` and
+    /// `password`).
+    #[serde(rename = "HTTPS")]
+    Https,
+    /// A private key and the server's host keys, for an `ssh://` or `[user@]host:path` remote (Secret keys
+    /// `ssh-privatekey` and `known_hosts`).
+    #[serde(rename = "SSH")]
+    Ssh,
+}
+
+impl CredentialsKind {
+    /// The value as written in a spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Https => "HTTPS",
+            Self::Ssh => "SSH",
+        }
+    }
+
+    /// The Secret keys git-sync reads for this kind.
+    pub fn secret_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Https => &[HTTPS_USERNAME_KEY, HTTPS_PASSWORD_KEY],
+            Self::Ssh => &[SSH_PRIVATE_KEY_KEY, SSH_KNOWN_HOSTS_KEY],
+        }
+    }
+}
+
+impl std::fmt::Display for CredentialsKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Secret key of the user name of `HTTPS` credentials (as in a `kubernetes.io/basic-auth` Secret).
+pub const HTTPS_USERNAME_KEY: &str = "username";
+/// Secret key of the password or access token of `HTTPS` credentials (as in a `kubernetes.io/basic-auth` Secret).
+pub const HTTPS_PASSWORD_KEY: &str = "password";
+/// Secret key of the private key of `SSH` credentials (as in a `kubernetes.io/ssh-auth` Secret).
+pub const SSH_PRIVATE_KEY_KEY: &str = "ssh-privatekey";
+/// Secret key of the `known_hosts` file of `SSH` credentials: the server's host keys, which are always checked.
+pub const SSH_KNOWN_HOSTS_KEY: &str = "known_hosts";
 
 /// Declares every field's default in the schema (`default`), for the API server to fill in what a manifest leaves
 /// out: the values of [`crate::defaults`], so that the schema, the mutating webhook and the controller agree.
@@ -126,6 +196,7 @@ impl WebsiteSpec {
             service_type: None,
             port: None,
             sync_interval_seconds: None,
+            credentials: None,
         }
     }
 }

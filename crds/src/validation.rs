@@ -2,8 +2,11 @@
 
 use std::fmt;
 
-use crate::git::{GIT_REPO_ACCEPTED, GitRepo, check_ref};
-use crate::types::{PORT_RANGE, REPLICAS_RANGE, SYNC_INTERVAL_RANGE, Website, WebsiteSpec};
+use crate::git::{GIT_REPO_ACCEPTED, GitRepo, Transport, check_ref};
+use crate::types::{
+    CredentialsKind, GitCredentials, PORT_RANGE, REPLICAS_RANGE, SECRET_NAME_MAX_LEN, SYNC_INTERVAL_RANGE, Website,
+    WebsiteSpec,
+};
 
 /// Longest accepted `metadata.name`: the Website's name is also its Service's name, a DNS-1035 label.
 pub const NAME_MAX_LEN: usize = 63;
@@ -43,7 +46,8 @@ pub fn validate_website(website: &Website) -> Vec<Violation> {
 /// Checks a spec and returns every rule it breaks, in field order. An empty result means the spec is valid.
 pub fn validate(spec: &WebsiteSpec) -> Vec<Violation> {
     let mut violations = Vec::new();
-    if let Err(e) = GitRepo::parse(&spec.git_repo) {
+    let repo = GitRepo::parse(&spec.git_repo);
+    if let Err(e) = &repo {
         violations.push(Violation::new("spec.gitRepo", format!("{e}; {GIT_REPO_ACCEPTED}")));
     }
     if let Some(Err(e)) = spec.git_ref.as_deref().map(check_ref) {
@@ -52,7 +56,59 @@ pub fn validate(spec: &WebsiteSpec) -> Vec<Violation> {
     check_range(&mut violations, "spec.replicas", spec.replicas, REPLICAS_RANGE);
     check_range(&mut violations, "spec.port", spec.port, PORT_RANGE);
     check_range(&mut violations, "spec.syncIntervalSeconds", spec.sync_interval_seconds, SYNC_INTERVAL_RANGE);
+    if let Some(credentials) = &spec.credentials {
+        check_credentials(&mut violations, credentials, repo.ok().map(|r| r.transport()));
+    }
     violations
+}
+
+/// What a credentials reference may be used with, for the messages.
+const CREDENTIALS_ACCEPTED: &str =
+    "accepted: type HTTPS with an https:// remote, type SSH with an ssh:// or [user@]host:path remote";
+
+/// Checks `spec.credentials` against the remote it is for (`None` when `spec.gitRepo` is itself refused).
+fn check_credentials(violations: &mut Vec<Violation>, credentials: &GitCredentials, transport: Option<Transport>) {
+    if !is_dns_subdomain(&credentials.secret_name) {
+        violations.push(Violation::new(
+            "spec.credentials.secretName",
+            format!(
+                "\"{}\" is not a Secret name; accepted: at most {SECRET_NAME_MAX_LEN} lowercase letters, digits, '-' \
+                 and '.', starting and ending with a letter or digit",
+                credentials.secret_name
+            ),
+        ));
+    }
+    let Some(transport) = transport else { return };
+    match (transport, credentials.kind) {
+        (Transport::Http | Transport::Git, _) => violations.push(Violation::new(
+            "spec.credentials",
+            format!(
+                "credentials are never sent to an unencrypted {}:// remote, where anyone on the way could read \
+                 them; use the repository's https:// or ssh:// remote, or remove spec.credentials",
+                transport.scheme()
+            ),
+        )),
+        (Transport::Https, CredentialsKind::Https) | (Transport::Ssh, CredentialsKind::Ssh) => {}
+        (Transport::Https, kind @ CredentialsKind::Ssh) | (Transport::Ssh, kind @ CredentialsKind::Https) => {
+            let remote = if transport == Transport::Https { "an https://" } else { "an ssh:// or [user@]host:path" };
+            violations.push(Violation::new(
+                "spec.credentials.type",
+                format!("{kind} credentials cannot be used with {remote} remote; {CREDENTIALS_ACCEPTED}"),
+            ));
+        }
+    }
+}
+
+/// Whether `name` is a DNS subdomain (RFC 1123), the form of a Secret's name.
+fn is_dns_subdomain(name: &str) -> bool {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= SECRET_NAME_MAX_LEN
+        && name.split('.').all(|label| {
+            label.starts_with(alphanumeric)
+                && label.ends_with(alphanumeric)
+                && label.chars().all(|c| alphanumeric(c) || c == '-')
+        })
 }
 
 /// Checks `metadata.name`, which also names the Website's Deployment and Service.
@@ -172,6 +228,67 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].starts_with("spec.gitRepo: http://e.com/r.git is fetched without encryption"), "{}", w[0]);
         assert_eq!(warnings(&spec("git://e.com/r.git")).len(), 1);
+    }
+
+    fn with_credentials(git_repo: &str, kind: CredentialsKind, secret_name: &str) -> WebsiteSpec {
+        WebsiteSpec { credentials: Some(GitCredentials { kind, secret_name: secret_name.into() }), ..spec(git_repo) }
+    }
+
+    #[test]
+    fn credentials_match_the_remotes_transport() {
+        for (repo, kind) in [
+            ("https://github.com/org/private.git", CredentialsKind::Https),
+            ("https://user@git.example.com:8443/org/private", CredentialsKind::Https),
+            ("ssh://git@github.com/org/private.git", CredentialsKind::Ssh),
+            ("git@github.com:org/private.git", CredentialsKind::Ssh),
+            ("github.com:org/private.git", CredentialsKind::Ssh),
+        ] {
+            assert_eq!(validate(&with_credentials(repo, kind, "site-creds")), vec![], "{repo} with {kind}");
+        }
+        for (repo, kind) in [
+            ("https://github.com/org/private.git", CredentialsKind::Ssh),
+            ("ssh://git@github.com/org/private.git", CredentialsKind::Https),
+            ("git@github.com:org/private.git", CredentialsKind::Https),
+        ] {
+            let v = validate(&with_credentials(repo, kind, "site-creds"));
+            assert_eq!(v.len(), 1, "{repo} with {kind}: {v:?}");
+            assert_eq!(v[0].field, "spec.credentials.type");
+            assert!(v[0].message.starts_with(&format!("{kind} credentials cannot be used with")), "{}", v[0].message);
+            assert!(v[0].message.contains(CREDENTIALS_ACCEPTED), "{}", v[0].message);
+        }
+    }
+
+    #[test]
+    fn credentials_are_never_sent_to_an_unencrypted_remote() {
+        for repo in ["http://git.example.com/org/private.git", "git://git.example.com/org/private.git"] {
+            for kind in [CredentialsKind::Https, CredentialsKind::Ssh] {
+                let v = validate(&with_credentials(repo, kind, "site-creds"));
+                assert_eq!(v.len(), 1, "{repo} with {kind}: {v:?}");
+                assert_eq!(v[0].field, "spec.credentials");
+                assert!(v[0].message.contains("never sent to an unencrypted"), "{}", v[0].message);
+            }
+        }
+    }
+
+    #[test]
+    fn the_secret_name_must_name_a_secret() {
+        let ok = ["a", "site-creds", "creds.v2", &"a".repeat(253)];
+        for name in ok {
+            assert_eq!(validate(&with_credentials("https://e.com/r.git", CredentialsKind::Https, name)), vec![]);
+        }
+        for name in ["", "Site", "-creds", "creds-", "a..b", ".a", "a/b", "a b", &"a".repeat(254)] {
+            let v = validate(&with_credentials("https://e.com/r.git", CredentialsKind::Https, name));
+            assert_eq!(v.len(), 1, "{name:?}: {v:?}");
+            assert_eq!(v[0].field, "spec.credentials.secretName");
+            assert!(v[0].message.contains("at most 253"), "{}", v[0].message);
+        }
+    }
+
+    #[test]
+    fn a_refused_remote_is_reported_once_not_again_for_its_credentials() {
+        let v = validate(&with_credentials("file:///etc", CredentialsKind::Https, "site-creds"));
+        let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["spec.gitRepo"]);
     }
 
     #[test]

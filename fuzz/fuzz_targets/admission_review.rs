@@ -11,7 +11,7 @@
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use website_webhook::admission::{mutate, validate};
+use website_webhook::admission::{Judgement, mutate, validate};
 use website_webhook::server::{encode_review, parse_review};
 
 fuzz_target!(|body: &[u8]| {
@@ -23,7 +23,13 @@ fuzz_target!(|body: &[u8]| {
     // body it accepts need not be JSON throughout; then there is no object to apply a patch to here.
     let body: Option<Value> = serde_json::from_slice(body).ok();
     let object = body.as_ref().and_then(|b| b.pointer("/request/object")).filter(|o| !o.is_null());
-    for (route, verdict) in [("validate", validate(&request)), ("mutate", mutate(&request))] {
+    // A verdict that holds only if the user may read a Secret is checked both ways: admitted, and refused.
+    let (validated, refused) = match validate(&request) {
+        Judgement::Final(verdict) => (verdict, None),
+        Judgement::IfPermitted { verdict, access } => (verdict, Some(access.refusal(""))),
+    };
+    let verdicts = [("validate", validated), ("mutate", mutate(&request))];
+    for (route, verdict) in verdicts.into_iter().chain(refused.map(|r| ("validate, refused access", r))) {
         let review = encode_review(&request.uid, &verdict);
         assert_eq!(review["apiVersion"], "admission.k8s.io/v1", "{route}: {review}");
         assert_eq!(review["kind"], "AdmissionReview", "{route}: {review}");

@@ -19,7 +19,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 use website_crd::{GROUP, WebsiteSpec};
-use website_webhook::admission::{Request, mutate, validate};
+use website_webhook::admission::{Judgement, Request, mutate, validate};
 use website_webhook::server::parse_review;
 
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
@@ -349,7 +349,16 @@ fn treatment(input: &Input, review: &Value) -> Treatment {
 
 fn check_validate(treatment: Treatment, review: &Value, request: &Request<'_>) {
     assert_eq!(request.uid, UID, "the parsed request carries the review's uid");
-    let response = validate(request);
+    let response = match validate(request) {
+        Judgement::Final(verdict) => verdict,
+        Judgement::IfPermitted { verdict, access } => {
+            // Only a judged spec with credentials waits for an access check, and it is about the Secret named.
+            assert_eq!(treatment, Treatment::Judged, "an access check for a request admitted untouched");
+            let secret = review.pointer("/request/object/spec/credentials/secretName").and_then(Value::as_str);
+            assert_eq!(Some(access.secret.as_str()), secret, "the access check names another Secret");
+            verdict
+        }
+    };
     match treatment {
         Treatment::Untouched => assert!(response.allowed, "validate denied what it admits untouched: {response:?}"),
         Treatment::Malformed => assert!(!response.allowed, "validate admitted a malformed request: {response:?}"),

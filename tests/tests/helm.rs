@@ -145,8 +145,7 @@ async fn chart_lints_cleanly_and_renders_each_certificate_mode() -> Result<()> {
                 ensure!(validating.contains(&injection) && mutating.contains(&injection), "{mode}: no CA injection");
                 document(&docs, &format!("Certificate/{WEBHOOK}"))?;
                 ensure!(webhook.contains(&format!("secretName: {CERT_SECRET}")), "{webhook}");
-                ensure!(webhook.contains("automountServiceAccountToken: false"), "{webhook}");
-                ensure!(document(&docs, &format!("Role/{WEBHOOK}")).is_err(), "{mode}: the webhook needs no RBAC");
+                ensure!(document(&docs, &format!("Role/{WEBHOOK}")).is_err(), "{mode}: the webhook needs no Role");
             }
             "provided" => {
                 let bundle = format!("caBundle: {}", website_certs::ca_bundle_base64(&ca_pem));
@@ -159,6 +158,15 @@ async fn chart_lints_cleanly_and_renders_each_certificate_mode() -> Result<()> {
             }
             _ => unreachable!("the three modes"),
         }
+        // In every mode, the webhook asks the API server whether the author of a Website may get its Secret.
+        ensure!(webhook.contains("automountServiceAccountToken: true"), "{mode}: no API access:\n{webhook}");
+        ensure!(webhook.contains("- --access-review-timeout-seconds=3"), "{mode}: {webhook}");
+        let cluster_role = document(&docs, &format!("ClusterRole/{WEBHOOK}-{NAMESPACE}"))?;
+        ensure!(cluster_role.contains("resources: [subjectaccessreviews]\n    verbs: [create]"), "{cluster_role}");
+        ensure!(
+            cluster_role.contains("webhookconfigurations") == (mode == "selfManaged"),
+            "{mode}: the configurations are the self-managed mode's only:\n{cluster_role}"
+        );
         // Pod security and probes of both Deployments.
         let controller = document(&docs, &format!("Deployment/{CONTROLLER}"))?;
         for (name, deployment) in [("webhook", webhook), ("controller", controller)] {
@@ -216,6 +224,10 @@ async fn bad_values_are_refused_with_the_offending_value_named() -> Result<()> {
         (
             &["webhook.podDisruptionBudget.minAvailable=2"],
             "webhook.podDisruptionBudget.minAvailable (2) must be less than webhook.replicas (2)",
+        ),
+        (
+            &["webhook.accessReviewTimeoutSeconds=5"],
+            "webhook.accessReviewTimeoutSeconds (5) must be less than webhook.timeoutSeconds (5)",
         ),
         (
             &["certificates.selfManaged.servingRenewBeforeDays=400"],
@@ -579,6 +591,11 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&webhook, "watch", "validatingwebhookconfigurations/someone-elses", None, false),
         (&webhook, "get", "websites.extensions.example.com", apps, false),
         (&webhook, "create", "pods", ns, false),
+        // Whether the author of a Website may get the Secret it names: asked, never read.
+        (&webhook, "create", "subjectaccessreviews.authorization.k8s.io", None, true),
+        (&webhook, "get", "secrets", apps, false),
+        (&webhook, "create", "localsubjectaccessreviews.authorization.k8s.io", apps, false),
+        (&webhook, "create", "tokenreviews.authentication.k8s.io", None, false),
     ];
     let mut wrong = Vec::new();
     for (user, verb, resource, namespace, allowed) in &cases {

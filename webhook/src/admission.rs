@@ -19,6 +19,7 @@ use serde_json::Value;
 use tracing::{debug, info, warn};
 use website_crd::{GROUP, Violation, WebsiteSpec};
 
+pub use crate::access::SecretAccess;
 use crate::log::Untrusted;
 pub use crate::review::Request;
 
@@ -49,6 +50,53 @@ impl Verdict {
             ..Self::default()
         }
     }
+}
+
+/// What [`validate`] concludes: a verdict, or one that holds only if the requesting user may read the Secret the
+/// Website refers to, which only the API server can say (see [`crate::access`]).
+#[derive(Debug, PartialEq)]
+#[must_use]
+pub enum Judgement {
+    /// The verdict.
+    Final(Verdict),
+    /// The rules admit the Website; it is admitted if, and only if, `access` is granted.
+    IfPermitted {
+        /// The verdict when `access` is granted.
+        verdict: Verdict,
+        /// What to ask the API server.
+        access: SecretAccess,
+    },
+}
+
+impl From<Verdict> for Judgement {
+    fn from(verdict: Verdict) -> Self {
+        Self::Final(verdict)
+    }
+}
+
+/// Spec fields whose change on UPDATE checks again that the user may read the Secret: where the credentials go
+/// (`gitRepo`, and `ref`, which picks what is fetched) and which Secret they come from.
+const ACCESS_FIELDS: [&str; 3] = ["/gitRepo", "/ref", "/credentials"];
+
+/// The Secret access an admitted request still needs: `None` when the spec has no credentials, or on an UPDATE that
+/// leaves the remote, the ref and the credentials as they were. An `Err` says why the request is malformed.
+fn secret_access(
+    req: &Request<'_>,
+    subject: &Subject<'_>,
+    spec: Option<&WebsiteSpec>,
+) -> Result<Option<SecretAccess>, &'static str> {
+    let Some(credentials) = spec.and_then(|s| s.credentials.as_ref()) else {
+        return Ok(None);
+    };
+    if let Subject::Updated { spec, old_spec } = subject {
+        let field = |value: &Value, pointer: &str| value.pointer(pointer).filter(|v| !v.is_null()).cloned();
+        if ACCESS_FIELDS.iter().all(|pointer| field(spec, pointer) == field(old_spec, pointer)) {
+            return Ok(None);
+        }
+    }
+    let user = req.user_info().map_err(|_| "the request's userInfo is not a UserInfo")?;
+    let namespace = req.namespace.as_deref().filter(|n| !n.is_empty()).ok_or("the request names no namespace")?;
+    Ok(Some(SecretAccess { user, namespace: namespace.to_owned(), secret: credentials.secret_name.clone() }))
 }
 
 fn is_website(req: &Request<'_>) -> bool {
@@ -141,11 +189,14 @@ fn read<'a>(req: &Request<'a>) -> Result<Option<Subject<'a>>, &'static str> {
 /// `status.details.causes`, and on UPDATE says which of them the stored object already had. Unencrypted
 /// repositories are admitted with a warning. Any other request is admitted untouched (see the module's
 /// documentation).
-pub fn validate(req: &Request<'_>) -> Verdict {
+///
+/// A Website with `credentials` that the rules admit is admitted only if the requesting user may `get` the Secret
+/// ([`Judgement::IfPermitted`]), on CREATE and on an UPDATE that changes `gitRepo`, `ref` or `credentials`.
+pub fn validate(req: &Request<'_>) -> Judgement {
     let subject = match read(req) {
         Ok(Some(subject)) => subject,
-        Ok(None) => return Verdict::allow(),
-        Err(reason) => return deny_malformed(req, reason),
+        Ok(None) => return Verdict::allow().into(),
+        Err(reason) => return deny_malformed(req, reason).into(),
     };
     let (spec_violations, spec) = subject.check();
     let mut violations = Vec::with_capacity(spec_violations.len() + 1);
@@ -161,13 +212,18 @@ pub fn validate(req: &Request<'_>) -> Verdict {
     if violations.is_empty() {
         debug!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(display_name(req)), dry_run = req.dry_run, "admitted");
         let warnings = spec.as_ref().map(website_crd::warnings).unwrap_or_default();
-        return Verdict { warnings, ..Verdict::allow() };
+        let verdict = Verdict { warnings, ..Verdict::allow() };
+        return match secret_access(req, &subject, spec.as_ref()) {
+            Ok(Some(access)) => Judgement::IfPermitted { verdict, access },
+            Ok(None) => verdict.into(),
+            Err(reason) => deny_malformed(req, reason).into(),
+        };
     }
     let name = display_name(req);
     let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
     let fields = fields.join(",");
     info!(uid = %Untrusted(&req.uid), namespace = %Untrusted(req.namespace.as_deref().unwrap_or_default()), name = %Untrusted(name), dry_run = req.dry_run, fields = %Untrusted(&fields), "denied");
-    deny_invalid(req, name, &violations)
+    deny_invalid(req, name, &violations).into()
 }
 
 /// Appended to the violation of a field an UPDATE leaves as it was.
@@ -278,8 +334,16 @@ mod tests {
     use crate::review::parse_review;
     use serde_json::json;
 
-    /// `validate` of the request in `review`, decoded as the server decodes it.
+    /// `validate` of the request in `review`, decoded as the server decodes it: a final verdict.
     fn validate(review: &Value) -> Verdict {
+        match judge(review) {
+            Judgement::Final(verdict) => verdict,
+            other => panic!("expected a final verdict, got {other:?}"),
+        }
+    }
+
+    /// `validate` of the request in `review`, decoded as the server decodes it.
+    fn judge(review: &Value) -> Judgement {
         let body = serde_json::to_vec(review).expect("JSON");
         super::validate(&parse_review(&body).expect("a well-formed review"))
     }
@@ -329,6 +393,93 @@ mod tests {
             "metadata": {"name": "kubia", "namespace": "default"},
             "spec": spec
         })
+    }
+
+    fn private(git_repo: &str, kind: &str, secret: &str) -> Value {
+        website(json!({"gitRepo": git_repo, "credentials": {"type": kind, "secretName": secret}}))
+    }
+
+    /// The access a judgement asks for, or `None` for a final verdict (which must then be an admission).
+    fn access_asked(judgement: Judgement) -> Option<SecretAccess> {
+        match judgement {
+            Judgement::Final(verdict) => {
+                assert!(verdict.allowed, "{:?}", verdict.result);
+                None
+            }
+            Judgement::IfPermitted { verdict, access } => {
+                assert!(verdict.allowed, "{:?}", verdict.result);
+                Some(access)
+            }
+        }
+    }
+
+    #[test]
+    fn a_website_with_credentials_is_admitted_only_if_its_creator_may_get_the_secret() {
+        let mut review = request("CREATE", private("https://github.com/org/private.git", "HTTPS", "site-creds"));
+        review["request"]["userInfo"] =
+            json!({"username": "bob", "uid": "u-2", "groups": ["devs"], "extra": {"scopes": ["x"]}});
+        let access = access_asked(judge(&review)).expect("an access check");
+        assert_eq!((access.namespace.as_str(), access.secret.as_str()), ("default", "site-creds"));
+        assert_eq!(access.user.username.as_deref(), Some("bob"));
+        assert_eq!(access.user.uid.as_deref(), Some("u-2"));
+        assert_eq!(access.user.groups, Some(vec!["devs".to_owned()]));
+        assert_eq!(access.user.extra.expect("extra")["scopes"], ["x"]);
+        // No credentials, no check.
+        assert_eq!(access_asked(judge(&request("CREATE", website(json!({"gitRepo": "https://e.com/r.git"}))))), None);
+    }
+
+    #[test]
+    fn a_website_whose_credentials_break_the_rules_is_refused_without_asking() {
+        let r = validate(&request("CREATE", private("git@github.com:org/private.git", "HTTPS", "site-creds")));
+        assert!(!r.allowed);
+        assert_eq!(causes(&r)[0].0, "spec.credentials.type");
+        let r = validate(&request("CREATE", private("http://git.example.com/private.git", "HTTPS", "site-creds")));
+        assert_eq!(causes(&r)[0].0, "spec.credentials");
+    }
+
+    #[test]
+    fn an_update_asks_again_when_it_changes_the_remote_the_ref_or_the_credentials() {
+        let old = private("https://github.com/org/private.git", "HTTPS", "site-creds");
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut new = old.clone();
+            f(&mut new["spec"]);
+            update(old.clone(), new)
+        };
+        for (what, review) in [
+            ("gitRepo", with(&|s| s["gitRepo"] = json!("https://evil.example.com/collect.git"))),
+            ("ref", with(&|s| s["ref"] = json!("other"))),
+            ("secretName", with(&|s| s["credentials"]["secretName"] = json!("other-creds"))),
+            (
+                "credentials added",
+                update(website(json!({"gitRepo": "https://github.com/org/private.git"})), old.clone()),
+            ),
+        ] {
+            assert!(access_asked(judge(&review)).is_some(), "{what}");
+        }
+        for (what, review) in [
+            ("replicas", with(&|s| s["replicas"] = json!(3))),
+            ("a null ref is no ref", with(&|s| s["ref"] = Value::Null)),
+            (
+                "credentials removed",
+                with(&|s| {
+                    s.as_object_mut().expect("spec").remove("credentials");
+                }),
+            ),
+        ] {
+            assert_eq!(access_asked(judge(&review)), None, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_namespace_or_a_readable_user_is_malformed() {
+        let mut review = request("CREATE", private("https://github.com/org/private.git", "HTTPS", "site-creds"));
+        review["request"]["userInfo"] = json!({"username": 7});
+        let r = validate(&review);
+        assert_eq!((r.allowed, r.result.code), (false, 400));
+        assert!(r.result.message.contains("userInfo"), "{}", r.result.message);
+        let mut review = request("CREATE", private("https://github.com/org/private.git", "HTTPS", "site-creds"));
+        review["request"].as_object_mut().expect("request").remove("namespace");
+        assert!(validate(&review).result.message.contains("no namespace"));
     }
 
     fn causes(response: &Verdict) -> Vec<(String, String)> {

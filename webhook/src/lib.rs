@@ -5,6 +5,7 @@
 //! [`tls`] loads the serving certificate and reloads it when its files change; [`settings`] lists every flag;
 //! [`self_managed`] keeps the webhook's own CA and certificate in a Secret and its CA in the webhook configurations.
 
+pub mod access;
 pub mod admission;
 pub mod capacity;
 pub mod log;
@@ -66,6 +67,9 @@ pub enum Error {
     /// The HTTP server failed while running.
     #[error("failed to serve: {0}")]
     Serve(#[source] std::io::Error),
+    /// Where the API server is, and how to reach it, is not known.
+    #[error("{0}")]
+    ApiServerConfig(String),
     /// Self-managed certificates could not be set up.
     #[error(transparent)]
     SelfManaged(#[from] self_managed::Error),

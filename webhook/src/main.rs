@@ -1,8 +1,10 @@
 //! `website-webhook`: serves the Website admission webhook over TLS until SIGTERM.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
+use website_webhook::access::AccessReviewer;
 use website_webhook::metrics::Metrics;
 use website_webhook::self_managed::{self, CertificateKeeper};
 use website_webhook::server::Application;
@@ -32,10 +34,18 @@ async fn main() -> std::process::ExitCode {
 async fn run(settings: &Settings) -> website_webhook::Result<()> {
     // Shared with the certificate keeper, which counts the certificates it makes, from the first.
     let metrics = Arc::new(Metrics::new());
+    // In every mode: Websites with credentials are admitted only once the API server says that their author may read
+    // the Secret. The client itself is made on first use.
+    let config = kube::Config::infer().await.map_err(|e| {
+        website_webhook::Error::ApiServerConfig(format!(
+            "failed to find the API server's address and credentials (in-cluster service account or kubeconfig), \
+             needed to check access to the Secrets that Websites refer to: {e}"
+        ))
+    })?;
+    let access = AccessReviewer::new(config.clone(), Duration::from_secs(settings.access_review_timeout_seconds));
     // With self-managed certificates, the files the server loads are written first.
     let keeper = if settings.self_managed.enabled {
-        let client = kube::Client::try_default()
-            .await
+        let client = kube::Client::try_from(config)
             .map_err(|source| self_managed::Error::Kube { action: "connect to the API server".into(), source })?;
         let mut keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?
             .with_metrics(metrics.clone());
@@ -44,7 +54,7 @@ async fn run(settings: &Settings) -> website_webhook::Result<()> {
     } else {
         None
     };
-    let app = Application::build_with_metrics(settings, metrics)?;
+    let app = Application::build_with(settings, metrics, access)?;
     // The keeper says when the API server trusts the certificate being served, and when it stops trusting it.
     let keeping = keeper.map(|keeper| tokio::spawn(keeper.run(app.readiness())));
     let result = app.run_until_stopped().await;

@@ -8,6 +8,7 @@
 //! | `website_webhook_serving_certificate_expiry_timestamp_seconds` | gauge | | `notAfter` of the served leaf certificate |
 //! | `website_webhook_ca_expiry_timestamp_seconds` | gauge | | `notAfter` of the self-managed CA (self-managed mode only) |
 //! | `website_webhook_certificate_rotations_total` | counter | `certificate` | CAs and serving certificates made by the self-managed mode |
+//! | `website_webhook_secret_access_reviews_total` | counter | `result` | SubjectAccessReviews for Websites with credentials: `allowed`, `denied`, `unanswered` |
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -138,6 +139,20 @@ struct CertificateLabels {
     certificate: Certificate,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccessLabels {
+    result: AccessResult,
+}
+
+/// What a Secret access check found.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types, reason = "label values are lowercase")]
+enum AccessResult {
+    allowed,
+    denied,
+    unanswered,
+}
+
 /// The webhook's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -148,6 +163,7 @@ pub struct Metrics {
     certificate_expiry: Gauge,
     ca_expiry: Gauge,
     rotations: Family<CertificateLabels, Counter>,
+    access_reviews: Family<AccessLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -196,7 +212,24 @@ impl Metrics {
             "Certificates the self-managed mode made, CAs and serving certificates",
             rotations.clone(),
         );
-        Self { registry, requests, duration, refused, certificate_expiry, ca_expiry, rotations }
+        let access_reviews = Family::<AccessLabels, Counter>::default();
+        registry.register(
+            "secret_access_reviews",
+            "SubjectAccessReviews asking whether a user may get the Secret a Website refers to, by result",
+            access_reviews.clone(),
+        );
+        Self { registry, requests, duration, refused, certificate_expiry, ca_expiry, rotations, access_reviews }
+    }
+
+    /// Counts a Secret access check.
+    pub fn access_reviewed(&self, outcome: crate::access::Outcome) {
+        use crate::access::Outcome;
+        let result = match outcome {
+            Outcome::Allowed => AccessResult::allowed,
+            Outcome::Denied => AccessResult::denied,
+            Outcome::Unanswered => AccessResult::unanswered,
+        };
+        self.access_reviews.get_or_create(&AccessLabels { result }).inc();
     }
 
     /// Counts a certificate the self-managed mode made.

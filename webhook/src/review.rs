@@ -56,7 +56,8 @@ struct Envelope<'a> {
 /// An admission request, as much of it as the rules read, borrowed from the body it was parsed from.
 ///
 /// The fields the admission API requires are required here too (`uid`, `kind`, `resource`, `operation`,
-/// `userInfo`); `resource` and `userInfo` are only checked to be there, since no rule reads them.
+/// `userInfo`); `resource` is only checked to be there, since no rule reads it, and `userInfo` is kept as its JSON
+/// text, decoded ([`Request::user_info`]) only for a request that needs a Secret access check.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request<'a> {
@@ -76,8 +77,8 @@ pub struct Request<'a> {
     pub namespace: Option<Cow<'a, str>>,
     /// What is being done.
     pub operation: Operation,
-    #[serde(rename = "userInfo")]
-    _user_info: IgnoredAny,
+    #[serde(rename = "userInfo", borrow)]
+    user_info: &'a RawValue,
     /// The object as it would be stored: present on CREATE and UPDATE.
     #[serde(default, borrow)]
     pub object: Option<Object<'a>>,
@@ -87,6 +88,16 @@ pub struct Request<'a> {
     /// Whether nothing will be persisted.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+impl Request<'_> {
+    /// `request.userInfo`: who sent the request, as the API server authenticated them.
+    ///
+    /// # Errors
+    /// When it is not a UserInfo.
+    pub fn user_info(&self) -> Result<k8s_openapi::api::authentication::v1::UserInfo, serde_json::Error> {
+        serde_json::from_str(self.user_info.get())
+    }
 }
 
 /// `request.kind`: the group, version and kind of the object.
@@ -225,6 +236,7 @@ mod tests {
         assert_eq!(lean.operation, full.operation);
         assert_eq!((&*lean.name, lean.namespace.as_deref()), ("kubia", Some("shop")));
         assert!(lean.dry_run);
+        assert_eq!(lean.user_info().expect("a UserInfo"), full.user_info);
         let (object, reference) = (lean.object.expect("object"), full.object.expect("object"));
         assert_eq!(object.name(), reference.metadata.name.as_deref());
         assert_eq!(object.is_being_deleted(), reference.metadata.deletion_timestamp.is_some());

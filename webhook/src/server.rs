@@ -17,7 +17,8 @@ use base64::Engine as _;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::admission::{self, Request, Verdict};
+use crate::access::AccessReviewer;
+use crate::admission::{self, Judgement, Request, Verdict};
 use crate::capacity::{self, Capacity, Limits};
 use crate::log::Untrusted;
 use crate::metrics::{self, Endpoint, Metrics};
@@ -38,7 +39,7 @@ async fn answer(
     request: HttpRequest,
     payload: web::Payload,
     endpoint: Endpoint,
-    judge: fn(&Request<'_>) -> Verdict,
+    judge: fn(&Request<'_>) -> Judgement,
 ) -> HttpResponse {
     let started = Instant::now();
     let route = endpoint.path();
@@ -56,7 +57,14 @@ async fn answer(
     };
     let (response, operation, verdict) = match parse_review(&body) {
         Ok(request) => {
-            let verdict = judge(&request);
+            let verdict = match judge(&request) {
+                Judgement::Final(verdict) => verdict,
+                Judgement::IfPermitted { verdict, access } => {
+                    let (verdict, outcome) = state.access.conclude(verdict, &access).await;
+                    state.metrics.access_reviewed(outcome);
+                    verdict
+                }
+            };
             let outcome = match (verdict.allowed, &verdict.patch) {
                 (false, _) => metrics::Verdict::denied,
                 (true, Some(_)) => metrics::Verdict::patched,
@@ -143,7 +151,7 @@ async fn validate(state: web::Data<State>, request: HttpRequest, payload: web::P
 }
 
 async fn mutate(state: web::Data<State>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    answer(&state, request, payload, Endpoint::mutate, admission::mutate).await
+    answer(&state, request, payload, Endpoint::mutate, |request| admission::mutate(request).into()).await
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
@@ -194,14 +202,18 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The served certificate, for its expiry; `None` in tests without TLS.
     pub certificate: Option<Arc<ReloadingCertResolver>>,
+    /// Asks the API server whether a user may read the Secret a Website refers to.
+    pub access: Arc<AccessReviewer>,
 }
 
-/// Application state shared by every worker: the budget of bytes in flight, and the metrics.
+/// Application state shared by every worker: the budget of bytes in flight, and the metrics; no API server to check
+/// Secret access with.
 pub fn app_data(limits: Limits) -> web::Data<State> {
     web::Data::new(State {
         capacity: Arc::new(Capacity::new(limits)),
         metrics: Arc::new(Metrics::new()),
         certificate: None,
+        access: Arc::new(AccessReviewer::unavailable()),
     })
 }
 
@@ -222,19 +234,21 @@ fn bind(addr: SocketAddr) -> Result<TcpListener> {
 
 impl Application {
     /// Loads the certificate and binds the listeners; serving starts with [`Application::run_until_stopped`].
-    /// Port 0 picks a free port; [`Application::port`] tells which.
+    /// Port 0 picks a free port; [`Application::port`] tells which. Without an API server, every Website with
+    /// credentials is refused (see [`Application::build_with`]).
     ///
     /// # Errors
     /// When the certificate files do not load or a listener cannot bind.
     pub fn build(settings: &Settings) -> Result<Self> {
-        Self::build_with_metrics(settings, Arc::new(Metrics::new()))
+        Self::build_with(settings, Arc::new(Metrics::new()), AccessReviewer::unavailable())
     }
 
-    /// [`Application::build`], counting in `metrics`, which others (the certificate keeper) count in too.
+    /// [`Application::build`], counting in `metrics`, which others (the certificate keeper) count in too, and
+    /// checking Secret access with `access`.
     ///
     /// # Errors
     /// When the certificate files do not load or a listener cannot bind.
-    pub fn build_with_metrics(settings: &Settings, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn build_with(settings: &Settings, metrics: Arc<Metrics>, access: AccessReviewer) -> Result<Self> {
         let resolver = Arc::new(ReloadingCertResolver::load(settings.certificate_files())?);
         let tls_config = tls::server_config(resolver.clone())?;
         let listener = bind(settings.listen_addr)?;
@@ -243,6 +257,7 @@ impl Application {
             capacity: Arc::new(Capacity::new(settings.limits())),
             metrics,
             certificate: Some(resolver.clone()),
+            access: Arc::new(access),
         });
         let health_state = state.clone();
         let readiness = if settings.self_managed.enabled { Readiness::awaiting_trust() } else { Readiness::trusted() };

@@ -58,6 +58,12 @@ pub struct Settings {
     #[arg(long, env = "WEBHOOK_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub shutdown_timeout_seconds: u64,
 
+    /// Seconds to wait for the API server's answer to a SubjectAccessReview (whether a user may read the Secret a
+    /// Website refers to); without one, the Website is refused. Keep it below the webhook configurations'
+    /// timeoutSeconds.
+    #[arg(long, env = "WEBHOOK_ACCESS_REVIEW_TIMEOUT_SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=29))]
+    pub access_review_timeout_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "WEBHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -113,6 +119,7 @@ impl Settings {
             max_connections: 2048,
             workers: Some(1),
             shutdown_timeout_seconds: 1,
+            access_review_timeout_seconds: 3,
             log_format: LogFormat::Text,
             self_managed: crate::self_managed::Options::default(),
         }

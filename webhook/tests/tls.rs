@@ -498,7 +498,18 @@ fn free_port() -> u16 {
 
 /// `website-webhook` with only the given flags (no `WEBHOOK_*` variables from the environment), its stderr
 /// written to `stderr`.
+///
+/// Its kubeconfig, next to `stderr`, names an API server where none listens: the binary needs one to start, and
+/// these tests send no Website with credentials, the only thing it calls the API server for.
 fn webhook_command(args: &[&str], stderr: &Path) -> Command {
+    let kubeconfig = stderr.with_file_name("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: none\n\
+         clusters: [{name: none, cluster: {server: \"https://127.0.0.1:9\"}}]\n\
+         users: [{name: none, user: {}}]\ncontexts: [{name: none, context: {cluster: none, user: none}}]\n",
+    )
+    .expect("write a kubeconfig");
     let mut command = Command::new(env!("CARGO_BIN_EXE_website-webhook"));
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("WEBHOOK_") {
@@ -508,6 +519,7 @@ fn webhook_command(args: &[&str], stderr: &Path) -> Command {
     command
         .args(args)
         .env("RUST_LOG", "info")
+        .env("KUBECONFIG", kubeconfig)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(File::create(stderr).expect("create the stderr file"));
@@ -639,4 +651,29 @@ async fn the_binary_exits_non_zero_naming_a_missing_certificate_file() {
     let status = status.unwrap_or_else(|| panic!("the binary kept running without a certificate:\n{logs}"));
     assert!(!status.success(), "exited with {status}:\n{logs}");
     assert!(logs.contains(&format!("error: failed to read TLS certificate file {missing}: ")), "{logs}");
+}
+
+#[actix_web::test]
+async fn the_binary_exits_non_zero_without_an_api_server_to_check_secret_access_with() {
+    let certs = CertDir::new();
+    let stderr = certs.dir.path().join("stderr.log");
+    let (cert, key) = (certs.files.cert.display().to_string(), certs.files.key.display().to_string());
+    let args =
+        ["--tls-cert-file", &cert, "--tls-key-file", &key, "--listen-addr", "127.0.0.1:0", "--health-addr", "off"];
+    let mut command = webhook_command(&args, &stderr);
+    // Neither a kubeconfig nor a pod's service account.
+    command
+        .env("KUBECONFIG", certs.dir.path().join("no-such-kubeconfig"))
+        .env("HOME", certs.dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST");
+    let mut child = ChildGuard(command.spawn().expect("the binary starts"));
+
+    let status = child.exit_within(Duration::from_secs(20)).await;
+    let logs = read(&stderr);
+    let status = status.unwrap_or_else(|| panic!("the binary kept running without an API server:\n{logs}"));
+    assert!(!status.success(), "exited with {status}:\n{logs}");
+    assert!(
+        logs.contains("error: failed to find the API server's address and credentials (in-cluster service account or kubeconfig), needed to check access to the Secrets that Websites refer to"),
+        "{logs}"
+    );
 }

@@ -1,0 +1,255 @@
+//! Secret access: a Website that refers to a Secret is admitted only when the user asking may `get` that Secret.
+//!
+//! git-sync sends a private repository's credentials to the Website's `gitRepo`. Without this check, a user who may
+//! create Websites but may not read a Secret could name that Secret and a git server of their own, and read the
+//! credentials off the wire (a confused deputy: the operator would read the Secret on their behalf). So the
+//! validating webhook asks the API server, with a SubjectAccessReview built from the request's `userInfo`, whether
+//! the requesting user may `get` the Secret, on every CREATE of a Website with credentials and on every UPDATE that
+//! changes its `gitRepo`, `ref` or `credentials` (see [`crate::admission::validate`]). The webhook never reads the
+//! Secret itself.
+//!
+//! Every failure refuses: a user the API server does not allow, an API server that cannot be asked, an answer that
+//! does not come within `--access-review-timeout-seconds`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use kube::api::{Api, PostParams};
+use kube::core::response::{StatusCause, StatusDetails};
+use tokio::sync::OnceCell;
+use tracing::{info, warn};
+
+use crate::admission::Verdict;
+
+/// The field a refusal concerns.
+const FIELD: &str = "spec.credentials.secretName";
+
+/// A question for the API server: may this user `get` this Secret?
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretAccess {
+    /// The user who sent the request, as the API server authenticated them.
+    pub user: UserInfo,
+    /// The Website's namespace, which is the Secret's.
+    pub namespace: String,
+    /// The Secret's name.
+    pub secret: String,
+}
+
+impl SecretAccess {
+    /// The SubjectAccessReview that asks the question.
+    pub fn review(&self) -> SubjectAccessReview {
+        let user = &self.user;
+        SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: user.username.clone(),
+                uid: user.uid.clone(),
+                groups: user.groups.clone(),
+                extra: user.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(self.namespace.clone()),
+                    verb: Some("get".into()),
+                    group: Some(String::new()),
+                    resource: Some("secrets".into()),
+                    name: Some(self.secret.clone()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        }
+    }
+
+    fn username(&self) -> &str {
+        self.user.username.as_deref().unwrap_or("(unnamed)")
+    }
+
+    /// The verdict when the API server says no; `reason` is its authorizer's, possibly empty.
+    pub fn refusal(&self, reason: &str) -> Verdict {
+        let because = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
+        let message = format!(
+            "{FIELD}: user \"{user}\" may not get Secret \"{secret}\" in namespace \"{namespace}\"{because}, so may \
+             not have its credentials sent to a git server; accepted: a Secret the user may get (ask for `get` on \
+             it), or no credentials for a public repository",
+            user = self.username(),
+            secret = self.secret,
+            namespace = self.namespace,
+        );
+        self.deny(403, "Forbidden", message)
+    }
+
+    /// The verdict when the API server cannot be asked: refused, since the user's right to the Secret is unknown.
+    pub fn unanswered(&self, why: &str) -> Verdict {
+        let message = format!(
+            "{FIELD}: cannot check whether user \"{user}\" may get Secret \"{secret}\" in namespace \"{namespace}\": \
+             {why}; a Website with credentials is admitted only once that is checked, so try again",
+            user = self.username(),
+            secret = self.secret,
+            namespace = self.namespace,
+        );
+        self.deny(503, "ServiceUnavailable", message)
+    }
+
+    fn deny(&self, code: u16, reason: &str, message: String) -> Verdict {
+        let mut verdict = Verdict::deny(code, reason, message.clone());
+        verdict.result.details = Some(StatusDetails {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            uid: String::new(),
+            causes: vec![StatusCause { reason: "FieldValueForbidden".into(), message, field: FIELD.into() }],
+            retry_after_seconds: 0,
+        });
+        verdict
+    }
+}
+
+/// What the API server answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The user may get the Secret.
+    Allowed,
+    /// The user may not.
+    Denied,
+    /// No answer: the API server could not be reached, refused the review or took too long.
+    Unanswered,
+}
+
+/// Asks the API server whether users may get Secrets, through a client made on first use (a webhook that never
+/// sees credentials never opens a connection for it).
+pub struct AccessReviewer {
+    config: Option<kube::Config>,
+    client: OnceCell<kube::Client>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AccessReviewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessReviewer")
+            .field("api_server", &self.config.as_ref().map(|c| c.cluster_url.to_string()))
+            .field("connected", &self.client.initialized())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl AccessReviewer {
+    /// A reviewer that reaches the API server with `config`, waiting at most `timeout` for an answer.
+    pub fn new(config: kube::Config, timeout: Duration) -> Self {
+        Self { config: Some(config), client: OnceCell::new(), timeout }
+    }
+
+    /// A reviewer without an API server, which refuses every question: for servers built without one (tests).
+    pub fn unavailable() -> Self {
+        Self { config: None, client: OnceCell::new(), timeout: Duration::ZERO }
+    }
+
+    /// Asks whether `access` is granted, and turns `verdict` (what the rules concluded: admitted) into the final
+    /// verdict: unchanged when it is, refused otherwise. Returns the outcome for the metrics.
+    pub async fn conclude(&self, verdict: Verdict, access: &SecretAccess) -> (Verdict, Outcome) {
+        let (user, namespace, secret) = (access.username(), access.namespace.as_str(), access.secret.as_str());
+        let answer = match tokio::time::timeout(self.timeout, self.ask(access)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("the API server did not answer within {} s", self.timeout.as_secs_f32())),
+        };
+        match answer {
+            Ok(status) if status.allowed && !status.denied.unwrap_or(false) => {
+                info!(user, namespace, secret, "the user may get the Secret the Website refers to");
+                (verdict, Outcome::Allowed)
+            }
+            Ok(status) => {
+                let reason = status.reason.unwrap_or_default();
+                info!(user, namespace, secret, reason, "denied: the user may not get the Secret the Website refers to");
+                (access.refusal(&reason), Outcome::Denied)
+            }
+            Err(why) => {
+                warn!(user, namespace, secret, error = %why, "denied: cannot check access to the Secret the Website refers to");
+                (access.unanswered(&why), Outcome::Unanswered)
+            }
+        }
+    }
+
+    async fn ask(
+        &self,
+        access: &SecretAccess,
+    ) -> Result<k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus, String> {
+        let config = self.config.clone().ok_or("the webhook runs without an API server")?;
+        let client = self
+            .client
+            .get_or_try_init(|| async { kube::Client::try_from(config) })
+            .await
+            .map_err(|e| format!("failed to make an API client: {e}"))?;
+        let review = Api::<SubjectAccessReview>::all(client.clone())
+            .create(&PostParams::default(), &access.review())
+            .await
+            .map_err(|e| format!("the SubjectAccessReview failed: {e}"))?;
+        let status = review.status.ok_or("the SubjectAccessReview came back without a status")?;
+        if let Some(error) = status.evaluation_error.as_deref().filter(|e| !e.is_empty())
+            && !status.allowed
+        {
+            // An authorizer that failed may have denied only for want of an answer: say so.
+            return Err(format!("the authorizer failed: {error}"));
+        }
+        Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn access() -> SecretAccess {
+        SecretAccess {
+            user: UserInfo {
+                username: Some("alice".into()),
+                uid: Some("u-7".into()),
+                groups: Some(vec!["devs".into(), "system:authenticated".into()]),
+                extra: Some(BTreeMap::from([("scopes".into(), vec!["a".into()])])),
+            },
+            namespace: "shop".into(),
+            secret: "site-creds".into(),
+        }
+    }
+
+    #[test]
+    fn the_review_asks_for_get_on_the_secret_as_the_requesting_user() {
+        let review = serde_json::to_value(access().review()).expect("serializes");
+        assert_eq!(review["apiVersion"], "authorization.k8s.io/v1");
+        assert_eq!(review["kind"], "SubjectAccessReview");
+        let spec = &review["spec"];
+        assert_eq!(spec["user"], "alice");
+        assert_eq!(spec["uid"], "u-7");
+        assert_eq!(spec["groups"], serde_json::json!(["devs", "system:authenticated"]));
+        assert_eq!(spec["extra"], serde_json::json!({"scopes": ["a"]}));
+        assert_eq!(
+            spec["resourceAttributes"],
+            serde_json::json!({"namespace": "shop", "verb": "get", "group": "", "resource": "secrets", "name": "site-creds"})
+        );
+    }
+
+    #[test]
+    fn a_refusal_names_the_user_the_secret_and_what_is_accepted() {
+        let verdict = access().refusal("");
+        assert!(!verdict.allowed);
+        assert_eq!((verdict.result.code, verdict.result.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(
+            verdict.result.message,
+            "spec.credentials.secretName: user \"alice\" may not get Secret \"site-creds\" in namespace \"shop\", so \
+             may not have its credentials sent to a git server; accepted: a Secret the user may get (ask for `get` on \
+             it), or no credentials for a public repository"
+        );
+        let causes = verdict.result.details.expect("details").causes;
+        assert_eq!(causes[0].field, "spec.credentials.secretName");
+        assert!(access().refusal("no RBAC rule").result.message.contains("\"shop\" (no RBAC rule), so"));
+    }
+
+    #[tokio::test]
+    async fn without_an_api_server_every_question_is_refused() {
+        let (verdict, outcome) = AccessReviewer::unavailable().conclude(Verdict::allow(), &access()).await;
+        assert_eq!(outcome, Outcome::Unanswered);
+        assert!(!verdict.allowed);
+        assert_eq!(verdict.result.code, 503);
+        assert!(verdict.result.message.contains("cannot check whether user \"alice\" may get Secret"), "{verdict:?}");
+    }
+}
