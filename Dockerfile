@@ -12,9 +12,9 @@ COPY . .
 # BuildKit caches keep the registry and the target directory between builds.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p website-webhook -p website-controller --bins \
+    cargo build --profile dist --locked -p website-webhook -p website-controller --bins \
  && mkdir -p /out \
- && cp target/release/website-webhook target/release/website-controller /out/
+ && cp target/dist/website-webhook target/dist/website-controller /out/
 
 # Runtime: distroless with glibc and CA certificates, no shell, user 65532 ("nonroot"),
 # matching the chart's runAsUser and read-only root filesystem.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks and stress tests of release builds. Each prints its figures; none asserts a timing.
+# Benchmarks and stress tests of the shipped builds (Cargo profile `dist`). Each prints its figures; none asserts a timing.
 #
 #   scripts/bench.sh speed [--short] [website-bench flags]
 #       the speed suite: webhook throughput (wrk) and idle memory against a minimal webhook on the same stack;
@@ -38,12 +38,14 @@ ensure_wrk() {
 
 case $command in
   speed)
-    cargo build --release --locked -q -p website-webhook -p website-controller -p website-bench
+    # The measured binaries as they ship (the dist profile), the minimal webhook with them; the tools as release.
+    cargo build --profile dist --locked -q --bin website-webhook --bin website-controller --bin minimal-webhook
+    cargo build --release --locked -q --bin website-bench
     ensure_wrk
     # The control-plane binaries of the latency and controller figures (cached after the first run).
     KUBEBUILDER_ASSETS=$(scripts/provision.sh | tail -n 1)
     export KUBEBUILDER_ASSETS
-    "$target/release/website-bench" --bin-dir "$target/release" "$@"
+    "$target/release/website-bench" --bin-dir "$target/dist" "$@"
     ;;
   stress)
     args=()
@@ -53,8 +55,9 @@ case $command in
         *) args+=("$a") ;;
       esac
     done
-    cargo build --release --locked -q -p website-webhook -p website-bench
-    "$target/release/webhook-stress" --webhook "$target/release/website-webhook" "${args[@]}"
+    cargo build --profile dist --locked -q --bin website-webhook
+    cargo build --release --locked -q --bin webhook-stress
+    "$target/release/webhook-stress" --webhook "$target/dist/website-webhook" "${args[@]}"
     ;;
   -h|--help|help) usage ;;
   *) printf 'unknown command %q\n' "$command" >&2; usage ;;

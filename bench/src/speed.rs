@@ -132,7 +132,7 @@ pub async fn run(settings: &Settings) -> Result<Vec<Row>> {
     let binary = |name: &str| -> Result<PathBuf> {
         let path = settings.bin_dir.join(name);
         if !path.is_file() {
-            bail!("{} not found: build the release binaries first (scripts/bench.sh speed does)", path.display());
+            bail!("{} not found: build the dist binaries first (scripts/bench.sh speed does)", path.display());
         }
         Ok(path)
     };
@@ -212,7 +212,7 @@ fn print_header(settings: &Settings, bins: &Binaries) {
         .and_then(|kib| kib.parse::<u64>().ok())
         .map_or_else(|| "?".into(), |kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0));
     println!(
-        "website-bench speed{}: {cpus} CPUs ({model}), {memory} RAM; loopback only; release builds in {}",
+        "website-bench speed{}: {cpus} CPUs ({model}), {memory} RAM; loopback only; builds measured from {}",
         if settings.short { " --short (small sizes: figures not comparable with the targets)" } else { "" },
         settings.bin_dir.display()
     );

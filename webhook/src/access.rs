@@ -115,18 +115,60 @@ pub enum Outcome {
     Unanswered,
 }
 
-/// Asks the API server whether users may get Secrets, through a client made on first use (a webhook that never
-/// sees credentials never opens a connection for it).
+/// Where the reviewer's API server is.
+#[derive(Clone, Debug)]
+enum Source {
+    /// Found as kube does (in-cluster service account, else kubeconfig), on first use.
+    Infer,
+    /// Given.
+    Config(Box<kube::Config>),
+    /// Nowhere: every question is refused.
+    Unavailable,
+}
+
+/// Asks the API server whether users may get Secrets, through a client made on first use: a webhook that never sees
+/// credentials neither reads its kubeconfig nor opens a connection (nor keeps the code that does in memory).
 pub struct AccessReviewer {
-    config: Option<kube::Config>,
+    source: Source,
     client: OnceCell<kube::Client>,
     timeout: Duration,
+}
+
+/// Whether the API server's address and credentials can be found, as kube's `Config::infer` looks for them: a pod's
+/// service account (`KUBERNETES_SERVICE_HOST` and its token file), else a kubeconfig file (`KUBECONFIG`, else
+/// `~/.kube/config`). Reads no file, so that a webhook that never needs them does not load the code that parses
+/// them.
+///
+/// # Errors
+/// What was looked for, when none is there.
+pub fn api_server_configured() -> Result<(), String> {
+    const TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && std::env::var_os("KUBERNETES_SERVICE_PORT").is_some()
+        && std::path::Path::new(TOKEN).is_file();
+    if in_cluster {
+        return Ok(());
+    }
+    let kubeconfigs: Vec<std::path::PathBuf> = match std::env::var_os("KUBECONFIG") {
+        Some(paths) => std::env::split_paths(&paths).filter(|p| !p.as_os_str().is_empty()).collect(),
+        None => {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".kube/config")).into_iter().collect()
+        }
+    };
+    if kubeconfigs.iter().any(|path| path.is_file()) {
+        return Ok(());
+    }
+    let looked: Vec<String> = kubeconfigs.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "no in-cluster service account (KUBERNETES_SERVICE_HOST and {TOKEN}) and no kubeconfig file (looked for: {})",
+        if looked.is_empty() { "none: neither KUBECONFIG nor HOME is set".to_owned() } else { looked.join(", ") }
+    ))
 }
 
 impl std::fmt::Debug for AccessReviewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessReviewer")
-            .field("api_server", &self.config.as_ref().map(|c| c.cluster_url.to_string()))
+            .field("source", &self.source)
             .field("connected", &self.client.initialized())
             .field("timeout", &self.timeout)
             .finish()
@@ -134,14 +176,20 @@ impl std::fmt::Debug for AccessReviewer {
 }
 
 impl AccessReviewer {
+    /// A reviewer that finds the API server as kube does, when first asked, and waits at most `timeout` for an
+    /// answer.
+    pub fn inferred(timeout: Duration) -> Self {
+        Self { source: Source::Infer, client: OnceCell::new(), timeout }
+    }
+
     /// A reviewer that reaches the API server with `config`, waiting at most `timeout` for an answer.
     pub fn new(config: kube::Config, timeout: Duration) -> Self {
-        Self { config: Some(config), client: OnceCell::new(), timeout }
+        Self { source: Source::Config(Box::new(config)), client: OnceCell::new(), timeout }
     }
 
     /// A reviewer without an API server, which refuses every question: for servers built without one (tests).
     pub fn unavailable() -> Self {
-        Self { config: None, client: OnceCell::new(), timeout: Duration::ZERO }
+        Self { source: Source::Unavailable, client: OnceCell::new(), timeout: Duration::ZERO }
     }
 
     /// Asks whether `access` is granted, and turns `verdict` (what the rules concluded: admitted) into the final
@@ -173,12 +221,19 @@ impl AccessReviewer {
         &self,
         access: &SecretAccess,
     ) -> Result<k8s_openapi::api::authorization::v1::SubjectAccessReviewStatus, String> {
-        let config = self.config.clone().ok_or("the webhook runs without an API server")?;
         let client = self
             .client
-            .get_or_try_init(|| async { kube::Client::try_from(config) })
-            .await
-            .map_err(|e| format!("failed to make an API client: {e}"))?;
+            .get_or_try_init(|| async {
+                let config = match &self.source {
+                    Source::Infer => kube::Config::infer()
+                        .await
+                        .map_err(|e| format!("failed to find the API server's address and credentials: {e}"))?,
+                    Source::Config(config) => (**config).clone(),
+                    Source::Unavailable => return Err("the webhook runs without an API server".to_owned()),
+                };
+                kube::Client::try_from(config).map_err(|e| format!("failed to make an API client: {e}"))
+            })
+            .await?;
         let review = Api::<SubjectAccessReview>::all(client.clone())
             .create(&PostParams::default(), &access.review())
             .await

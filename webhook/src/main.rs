@@ -35,24 +35,28 @@ async fn run(settings: &Settings) -> website_webhook::Result<()> {
     // Shared with the certificate keeper, which counts the certificates it makes, from the first.
     let metrics = Arc::new(Metrics::new());
     // In every mode: Websites with credentials are admitted only once the API server says that their author may read
-    // the Secret. The client itself is made on first use.
-    let config = kube::Config::infer().await.map_err(|e| {
+    // the Secret. The configuration is checked to be there now, and read when the first such Website arrives.
+    website_webhook::access::api_server_configured().map_err(|e| {
         website_webhook::Error::ApiServerConfig(format!(
             "failed to find the API server's address and credentials (in-cluster service account or kubeconfig), \
              needed to check access to the Secrets that Websites refer to: {e}"
         ))
     })?;
-    let access = AccessReviewer::new(config.clone(), Duration::from_secs(settings.access_review_timeout_seconds));
+    let access_timeout = Duration::from_secs(settings.access_review_timeout_seconds);
     // With self-managed certificates, the files the server loads are written first.
-    let keeper = if settings.self_managed.enabled {
+    let (keeper, access) = if settings.self_managed.enabled {
+        let config = kube::Config::infer().await.map_err(|e| {
+            website_webhook::Error::ApiServerConfig(format!("failed to read the API server's configuration: {e}"))
+        })?;
+        let access = AccessReviewer::new(config.clone(), access_timeout);
         let client = kube::Client::try_from(config)
             .map_err(|source| self_managed::Error::Kube { action: "connect to the API server".into(), source })?;
         let mut keeper = CertificateKeeper::new(client, &settings.self_managed, settings.certificate_files())?
             .with_metrics(metrics.clone());
         keeper.prepare().await;
-        Some(keeper)
+        (Some(keeper), access)
     } else {
-        None
+        (None, AccessReviewer::inferred(access_timeout))
     };
     let app = Application::build_with(settings, metrics, access)?;
     // The keeper says when the API server trusts the certificate being served, and when it stops trusting it.

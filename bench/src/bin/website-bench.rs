@@ -21,7 +21,8 @@ struct Args {
     /// command works; explicit flags below still override it.
     #[arg(long)]
     short: bool,
-    /// Directory of the release binaries (default: this executable's).
+    /// Directory of the measured binaries: website-webhook, website-controller, minimal-webhook (scripts/bench.sh
+    /// gives the dist profile's; default: this executable's).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// The wrk binary.
