@@ -4,12 +4,14 @@
 //! in) and [`validate`] (what the validating webhook refuses); [`check_spec`] runs every rule, the CRD's JSON
 //! schema included, on a spec in JSON form. [`crd`] and [`crd_yaml`] give the
 //! CustomResourceDefinition; the `crdgen` binary writes it to `crds/website-crd.yaml`, and a test fails when
-//! that file is stale. Nothing here talks to a cluster: every function is pure.
+//! that file is stale. [`v1alpha1`] converts between `v1` and the book's `v1alpha1` view. Nothing here talks to a
+//! cluster: every function is pure.
 
 mod defaults;
 pub mod git;
 pub mod schema;
 mod types;
+pub mod v1alpha1;
 mod validation;
 
 pub use defaults::{
