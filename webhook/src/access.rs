@@ -116,7 +116,7 @@ pub enum Outcome {
 }
 
 /// Where the reviewer's API server is.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Source {
     /// Found as kube does (in-cluster service account, else kubeconfig), on first use.
     Infer,
@@ -124,6 +124,19 @@ enum Source {
     Config(Box<kube::Config>),
     /// Nowhere: every question is refused.
     Unavailable,
+    /// A client made already.
+    Client(kube::Client),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Infer => f.write_str("Infer"),
+            Self::Config(config) => write!(f, "Config({})", config.cluster_url),
+            Self::Unavailable => f.write_str("Unavailable"),
+            Self::Client(_) => f.write_str("Client"),
+        }
+    }
 }
 
 /// Asks the API server whether users may get Secrets, through a client made on first use: a webhook that never sees
@@ -187,6 +200,11 @@ impl AccessReviewer {
         Self { source: Source::Config(Box::new(config)), client: OnceCell::new(), timeout }
     }
 
+    /// A reviewer that asks through `client`, waiting at most `timeout` for an answer.
+    pub fn with_client(client: kube::Client, timeout: Duration) -> Self {
+        Self { source: Source::Client(client), client: OnceCell::new(), timeout }
+    }
+
     /// A reviewer without an API server, which refuses every question: for servers built without one (tests).
     pub fn unavailable() -> Self {
         Self { source: Source::Unavailable, client: OnceCell::new(), timeout: Duration::ZERO }
@@ -229,6 +247,7 @@ impl AccessReviewer {
                         .await
                         .map_err(|e| format!("failed to find the API server's address and credentials: {e}"))?,
                     Source::Config(config) => (**config).clone(),
+                    Source::Client(client) => return Ok(client.clone()),
                     Source::Unavailable => return Err("the webhook runs without an API server".to_owned()),
                 };
                 kube::Client::try_from(config).map_err(|e| format!("failed to make an API client: {e}"))
@@ -297,6 +316,99 @@ mod tests {
         let causes = verdict.result.details.expect("details").causes;
         assert_eq!(causes[0].field, "spec.credentials.secretName");
         assert!(access().refusal("no RBAC rule").result.message.contains("\"shop\" (no RBAC rule), so"));
+    }
+
+    /// A reviewer whose API server answers every SubjectAccessReview with `status` and `body`, after `delay`; and
+    /// the reviews it received.
+    fn reviewer_answering(
+        status: u16,
+        body: serde_json::Value,
+        delay: Duration,
+    ) -> (AccessReviewer, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                assert_eq!(request.method(), http::Method::POST);
+                assert_eq!(request.uri().path(), "/apis/authorization.k8s.io/v1/subjectaccessreviews");
+                let bytes = request.into_body().collect_bytes().await.expect("a body");
+                seen.push(serde_json::from_slice(&bytes).expect("JSON"));
+                tokio::time::sleep(delay).await;
+                let response = Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&body).expect("JSON")))
+                    .expect("a response");
+                send.send_response(response);
+            }
+            seen
+        });
+        let client = kube::Client::new(service, "default");
+        (AccessReviewer::with_client(client, Duration::from_millis(500)), server)
+    }
+
+    fn answer(status: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {}, "status": status})
+    }
+
+    #[tokio::test]
+    async fn the_api_servers_answer_decides_and_the_review_carries_the_user() {
+        let (reviewer, server) = reviewer_answering(201, answer(serde_json::json!({"allowed": true})), Duration::ZERO);
+        let (verdict, outcome) = reviewer.conclude(Verdict::allow(), &access()).await;
+        assert_eq!((outcome, verdict.allowed), (Outcome::Allowed, true));
+        drop(reviewer);
+        let sent = server.await.expect("the server ran");
+        assert_eq!(sent[0]["spec"]["user"], "alice");
+        assert_eq!(sent[0]["spec"]["resourceAttributes"]["name"], "site-creds");
+
+        let denied = answer(serde_json::json!({"allowed": false, "reason": "no RBAC policy matched"}));
+        let (reviewer, _) = reviewer_answering(201, denied, Duration::ZERO);
+        let (verdict, outcome) = reviewer.conclude(Verdict::allow(), &access()).await;
+        assert_eq!((outcome, verdict.allowed, verdict.result.code), (Outcome::Denied, false, 403));
+        assert!(verdict.result.message.contains("(no RBAC policy matched)"), "{}", verdict.result.message);
+        // An explicit deny wins over an allow (an authorizer chain may answer both).
+        let both = answer(serde_json::json!({"allowed": true, "denied": true}));
+        let (reviewer, _) = reviewer_answering(201, both, Duration::ZERO);
+        assert_eq!(reviewer.conclude(Verdict::allow(), &access()).await.1, Outcome::Denied);
+    }
+
+    #[tokio::test]
+    async fn every_failure_to_get_an_answer_refuses_saying_why() {
+        let forbidden = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+            "reason": "Forbidden", "message": "subjectaccessreviews.authorization.k8s.io is forbidden: User \"system:serviceaccount:op:webhook\" cannot create resource"});
+        let cases = [
+            ("the webhook may not ask", reviewer_answering(403, forbidden, Duration::ZERO), "cannot create resource"),
+            (
+                "the authorizer failed",
+                reviewer_answering(
+                    201,
+                    answer(serde_json::json!({"allowed": false, "evaluationError": "webhook authorizer down"})),
+                    Duration::ZERO,
+                ),
+                "the authorizer failed: webhook authorizer down",
+            ),
+            (
+                "no status",
+                reviewer_answering(
+                    201,
+                    serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {}}),
+                    Duration::ZERO,
+                ),
+                "without a status",
+            ),
+            (
+                "too slow",
+                reviewer_answering(201, answer(serde_json::json!({"allowed": true})), Duration::from_secs(2)),
+                "did not answer within 0.5 s",
+            ),
+        ];
+        for (what, (reviewer, _server), why) in cases {
+            let (verdict, outcome) = reviewer.conclude(Verdict::allow(), &access()).await;
+            assert_eq!((outcome, verdict.allowed, verdict.result.code), (Outcome::Unanswered, false, 503), "{what}");
+            assert!(verdict.result.message.contains(why), "{what}: {}", verdict.result.message);
+            assert!(verdict.result.message.contains("so try again"), "{what}: {}", verdict.result.message);
+        }
     }
 
     #[tokio::test]
