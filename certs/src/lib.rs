@@ -63,6 +63,7 @@ mod files;
 pub mod inspect;
 mod names;
 pub mod rotation;
+pub mod serving;
 mod validity;
 
 use base64::Engine as _;

@@ -20,41 +20,9 @@ pub mod tls;
 /// Everything that can stop the webhook from starting or serving.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A certificate or key file could not be read.
-    #[error("failed to read {what} file {path}: {source}")]
-    ReadPem {
-        /// Which file: "TLS certificate" or "TLS key".
-        what: &'static str,
-        /// Its path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A certificate or key file holds no usable PEM block.
-    #[error("failed to load {what} file {path}: {reason}")]
-    InvalidPem {
-        /// Which file: "TLS certificate" or "TLS key".
-        what: &'static str,
-        /// Its path.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The key does not belong to the certificate, or rustls refused it.
-    #[error("failed to pair the TLS key {key} with the certificate {cert}: {source}")]
-    KeyPair {
-        /// The certificate file.
-        cert: std::path::PathBuf,
-        /// The key file.
-        key: std::path::PathBuf,
-        /// rustls' reason.
-        #[source]
-        source: rustls::Error,
-    },
-    /// rustls could not build a server configuration.
-    #[error("failed to configure TLS: {0}")]
-    TlsConfig(#[source] rustls::Error),
+    /// The serving certificate could not be loaded, or TLS configured.
+    #[error(transparent)]
+    Tls(#[from] tls::ServingError),
     /// A listening socket could not be opened.
     #[error("failed to listen on {addr}: {source}")]
     Bind {
