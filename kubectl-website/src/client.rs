@@ -12,8 +12,8 @@ use crate::error::{Failure, Result};
 /// Where the cluster is: kubectl's flags.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Target {
-    /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, global = true, env = "KUBECONFIG", value_name = "FILE")]
+    /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then a pod's service account).
+    #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use (default: its current context).
@@ -43,8 +43,12 @@ impl Connection {
     pub async fn open(target: &Target) -> Result<Self> {
         let options = KubeConfigOptions { context: target.context.clone(), ..KubeConfigOptions::default() };
         let unusable = |e: &dyn std::fmt::Display| Failure::Unreachable(format!("cannot use the kubeconfig: {e}"));
-        let config = match &target.kubeconfig {
-            // KUBECONFIG may list several files, as for kubectl.
+        // KUBECONFIG may list several files, as for kubectl; set but empty, it counts as unset.
+        let kubeconfig = target
+            .kubeconfig
+            .clone()
+            .or_else(|| std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+        let config = match &kubeconfig {
             Some(path) => {
                 let mut merged: Option<Kubeconfig> = None;
                 for file in std::env::split_paths(path).filter(|p| !p.as_os_str().is_empty()) {
@@ -58,7 +62,17 @@ impl Connection {
                 let merged = merged.ok_or_else(|| Failure::Unreachable("--kubeconfig names no file".into()))?;
                 kube::Config::from_custom_kubeconfig(merged, &options).await.map_err(|e| unusable(&e))?
             }
-            None => kube::Config::from_kubeconfig(&options).await.map_err(|e| unusable(&e))?,
+            // No kubeconfig: a pod's service account, as kubectl uses it.
+            None => match kube::Config::from_kubeconfig(&options).await {
+                Ok(config) => config,
+                Err(error) if target.context.is_none() => kube::Config::incluster().map_err(|in_cluster| {
+                    Failure::Unreachable(format!(
+                        "cannot find the cluster: no usable kubeconfig ({error}), and not in a pod ({in_cluster}); \
+                         pass --kubeconfig or set KUBECONFIG"
+                    ))
+                })?,
+                Err(error) => return Err(unusable(&error)),
+            },
         };
         let namespace = target.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
         let warnings = Arc::new(Mutex::new(Vec::new()));
