@@ -141,17 +141,34 @@ fn manifests(path: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
     }
     let entries =
         std::fs::read_dir(path).map_err(|e| Failure::Input(format!("cannot read {}: {e}", path.display())))?;
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for entry in entries {
+    let mut entries: Vec<(PathBuf, Option<std::fs::FileType>)> =
+        entries.filter_map(|e| e.ok().map(|e| (e.path(), e.file_type().ok()))).collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (entry, kind) in entries {
         let manifest = entry.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
-        if entry.is_dir() {
+        // A directory's own subdirectories only: a symbolic link to a directory is not followed, so that a link to
+        // a parent cannot make the walk endless.
+        if kind.is_some_and(|k| k.is_dir()) {
             manifests(&entry, found)?;
-        } else if manifest {
+        } else if manifest && entry.is_file() {
             found.push(entry);
         }
     }
     Ok(())
+}
+
+/// Largest manifest `validate` reads: far above any real one, and a bound on what a device or a pipe can make it hold.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads at most [`MAX_MANIFEST_BYTES`] of UTF-8 text.
+fn read_bounded(input: impl std::io::Read) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    input.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::other(format!("it is larger than {} MiB", MAX_MANIFEST_BYTES / 1024 / 1024)));
+    }
+    Ok(text)
 }
 
 /// `validate`: prints every finding, then a summary on standard error.
@@ -164,9 +181,9 @@ fn validate(paths: &[PathBuf], strict: bool, format: Format) -> Result<()> {
     let mut unreadable_files = Vec::new();
     for file in &files {
         let text = if file.as_os_str() == "-" {
-            std::io::read_to_string(std::io::stdin())
+            read_bounded(std::io::stdin())
         } else {
-            std::fs::read_to_string(file)
+            std::fs::File::open(file).and_then(read_bounded)
         };
         match text {
             Ok(text) => validate_text(&file.display().to_string(), &text, &mut report),
@@ -229,6 +246,29 @@ async fn complete(target: &Target, words: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_walk_takes_manifests_only_and_never_follows_a_link_back_up() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let root = dir.path();
+        std::fs::create_dir(root.join("sub")).expect("sub");
+        for file in ["a.yaml", "b.yml", "c.json", "notes.txt", "sub/d.yaml"] {
+            std::fs::write(root.join(file), "").expect("written");
+        }
+        std::os::unix::fs::symlink(root, root.join("sub/loop")).expect("a link to the parent");
+        let mut found = Vec::new();
+        manifests(root, &mut found).expect("walked");
+        let names: Vec<String> =
+            found.iter().map(|p| p.strip_prefix(root).expect("inside").display().to_string()).collect();
+        assert_eq!(names, ["a.yaml", "b.yml", "c.json", "sub/d.yaml"]);
+    }
+
+    #[test]
+    fn an_endless_input_is_refused_once_past_the_bound() {
+        let error = read_bounded(std::io::repeat(b'a')).expect_err("endless");
+        assert!(error.to_string().contains("larger than 64 MiB"), "{error}");
+        assert_eq!(read_bounded(&b"kind: Website\n"[..]).expect("small"), "kind: Website\n");
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
