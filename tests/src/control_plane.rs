@@ -57,6 +57,60 @@ pub struct ControlPlaneOptions {
     pub keep_state_dir: bool,
     /// Extra command-line flags for kube-apiserver, appended after the built-in ones.
     pub apiserver_args: Vec<String>,
+    /// Turn on the aggregation layer: a front-proxy CA made for the run, the request-header flags, and the client
+    /// certificate the aggregator presents to aggregated API servers ([`ControlPlane::front_proxy`]). Default:
+    /// `false`.
+    pub aggregation: bool,
+}
+
+/// The aggregation layer's front proxy: the CA aggregated API servers verify the aggregator's client certificate
+/// against, and that certificate (common name [`FRONT_PROXY_CLIENT`]).
+#[derive(Clone, Debug)]
+pub struct FrontProxy {
+    /// The front-proxy CA, PEM.
+    pub ca_pem: String,
+    /// The aggregator's client certificate, PEM.
+    pub client_cert_pem: String,
+    /// Its private key, PEM.
+    pub client_key_pem: String,
+}
+
+/// Common name of the aggregator's client certificate, the only one `--requestheader-allowed-names` allows.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
+/// A front-proxy CA and the aggregator's client certificate, valid for a day.
+fn front_proxy() -> Result<FrontProxy> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        PKCS_ECDSA_P256_SHA256,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let window = |params: &mut CertificateParams| {
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::days(1);
+    };
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("failed to generate the front-proxy CA key")?;
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, "website-e2e-front-proxy-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    window(&mut ca);
+    let ca_cert = ca.self_signed(&ca_key).context("failed to make the front-proxy CA")?;
+    let issuer = Issuer::new(ca, ca_key);
+    let client_key =
+        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("failed to generate the front-proxy client key")?;
+    let mut client = CertificateParams::default();
+    client.distinguished_name.push(DnType::CommonName, FRONT_PROXY_CLIENT);
+    client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    window(&mut client);
+    let client_cert =
+        client.signed_by(&client_key, &issuer).context("failed to make the front-proxy client certificate")?;
+    Ok(FrontProxy {
+        ca_pem: ca_cert.pem(),
+        client_cert_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    })
 }
 
 impl Default for ControlPlaneOptions {
@@ -68,6 +122,7 @@ impl Default for ControlPlaneOptions {
             start_timeout: Duration::from_secs(60),
             keep_state_dir: std::env::var_os(KEEP_STATE_ENV).is_some_and(|v| !v.is_empty() && v != "0"),
             apiserver_args: Vec::new(),
+            aggregation: false,
         }
     }
 }
@@ -129,6 +184,7 @@ pub struct ControlPlane {
     client: Client,
     keep_state_dir: bool,
     controller_manager: Option<ChildProcess>,
+    front_proxy: Option<FrontProxy>,
     apiserver: ChildProcess,
     etcd: ChildProcess,
     /// Declared last so that it is deleted after the processes using it have stopped.
@@ -270,8 +326,30 @@ impl ControlPlane {
             .arg(flag("token-auth-file", &tokens))
             .arg("--authorization-mode=RBAC")
             .arg("--service-cluster-ip-range=10.96.0.0/16")
-            .arg("--allow-privileged=true")
-            .args(&options.apiserver_args);
+            .arg("--allow-privileged=true");
+        let front_proxy = if options.aggregation {
+            let proxy = front_proxy()?;
+            let (ca, cert, key) = (
+                state.join("front-proxy-ca.crt"),
+                state.join("front-proxy-client.crt"),
+                state.join("front-proxy-client.key"),
+            );
+            write_private(&ca, proxy.ca_pem.as_bytes())?;
+            write_private(&cert, proxy.client_cert_pem.as_bytes())?;
+            write_private(&key, proxy.client_key_pem.as_bytes())?;
+            apiserver
+                .arg(flag("requestheader-client-ca-file", &ca))
+                .arg(format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"))
+                .arg("--requestheader-username-headers=X-Remote-User")
+                .arg("--requestheader-group-headers=X-Remote-Group")
+                .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
+                .arg(flag("proxy-client-cert-file", &cert))
+                .arg(flag("proxy-client-key-file", &key));
+            Some(proxy)
+        } else {
+            None
+        };
+        apiserver.args(&options.apiserver_args);
         let mut apiserver = ChildProcess::spawn("kube-apiserver", apiserver, &state)?;
 
         let ca_path = cert_dir.join("apiserver.crt");
@@ -327,10 +405,16 @@ impl ControlPlane {
             client,
             keep_state_dir: options.keep_state_dir,
             controller_manager,
+            front_proxy,
             apiserver,
             etcd,
             state_dir: None,
         })
+    }
+
+    /// The aggregation layer's front proxy, when it was turned on ([`ControlPlaneOptions::aggregation`]).
+    pub fn front_proxy(&self) -> Option<&FrontProxy> {
+        self.front_proxy.as_ref()
     }
 
     /// The admin kubeconfig file (token of a `system:masters` user, CA of the API server).

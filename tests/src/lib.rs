@@ -50,7 +50,9 @@ use std::time::Duration;
 
 pub use anyhow::Result;
 pub use assets::Assets;
-pub use control_plane::{ControlPlane, ControlPlaneOptions, KubectlOutput, client_from_kubeconfig, free_port};
+pub use control_plane::{
+    ControlPlane, ControlPlaneOptions, FRONT_PROXY_CLIENT, FrontProxy, KubectlOutput, client_from_kubeconfig, free_port,
+};
 pub use operator::{Operator, OperatorOptions};
 pub use process::ChildProcess;
 

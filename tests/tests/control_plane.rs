@@ -253,3 +253,38 @@ async fn start_fails_with_the_log_of_a_process_that_exits() -> Result<()> {
     assert!(msg.contains("unknown flag: --frobnicate"), "{msg}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_aggregation_layer_publishes_the_front_proxy_ca_for_aggregated_api_servers() -> Result<()> {
+    let cp = ControlPlane::start(ControlPlaneOptions {
+        controller_manager: false,
+        aggregation: true,
+        ..ControlPlaneOptions::default()
+    })
+    .await?;
+    let proxy = cp.front_proxy().context("the aggregation layer is on")?;
+    // What an aggregated API server reads to verify the aggregator's client certificate and trust its headers.
+    let config =
+        Api::<ConfigMap>::namespaced(cp.client(), "kube-system").get("extension-apiserver-authentication").await?;
+    let data = config.data.unwrap_or_default();
+    let field = |key: &str| data.get(key).cloned().unwrap_or_default();
+    ensure!(field("requestheader-client-ca-file").trim() == proxy.ca_pem.trim(), "another CA: {data:?}");
+    ensure!(field("requestheader-allowed-names") == format!("[\"{}\"]", website_e2e::FRONT_PROXY_CLIENT), "{data:?}");
+    ensure!(field("requestheader-username-headers") == "[\"X-Remote-User\"]", "{data:?}");
+    ensure!(field("requestheader-group-headers") == "[\"X-Remote-Group\"]", "{data:?}");
+    ensure!(field("requestheader-extra-headers-prefix") == "[\"X-Remote-Extra-\"]", "{data:?}");
+    // The client certificate is the CA's, for the allowed name.
+    let (_, ca) = x509_parser::pem::parse_x509_pem(proxy.ca_pem.as_bytes()).context("the CA's PEM")?;
+    let (_, client) = x509_parser::pem::parse_x509_pem(proxy.client_cert_pem.as_bytes()).context("the client's PEM")?;
+    let (ca, client) = (ca.parse_x509()?, client.parse_x509()?);
+    ensure!(client.issuer() == ca.subject(), "issued by another CA");
+    ensure!(client.verify_signature(Some(ca.public_key())).is_ok(), "not signed by the CA");
+    let common_name = client.subject().iter_common_name().next().and_then(|n| n.as_str().ok());
+    ensure!(common_name == Some(website_e2e::FRONT_PROXY_CLIENT), "{common_name:?}");
+    // Without the option, no front proxy.
+    let plain =
+        ControlPlane::start(ControlPlaneOptions { controller_manager: false, ..ControlPlaneOptions::default() })
+            .await?;
+    ensure!(plain.front_proxy().is_none());
+    Ok(())
+}
