@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use website_crd::Website;
@@ -113,20 +113,7 @@ impl Env {
     /// What a kubelet would report for running, ready pods: the Deployment controller then counts them as
     /// available. No kubelet runs here.
     async fn mark_pods_ready(&self) -> Result<usize> {
-        let pods: Api<Pod> = Api::namespaced(self.client(), &self.ns);
-        let list = pods.list(&ListParams::default().labels(SELECTOR)).await?;
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        for pod in &list.items {
-            let status = json!({"status": {
-                "phase": "Running",
-                "conditions": [
-                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                ]
-            }});
-            pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await?;
-        }
-        Ok(list.items.len())
+        website_e2e::operator::mark_pods_ready(&self.cp, &self.ns, SELECTOR).await
     }
 
     async fn wait_ready(&self, want: &str) -> Result<Website> {

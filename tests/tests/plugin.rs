@@ -6,11 +6,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, ResourceExt as _};
 use serde_json::{Value, json};
-use website_e2e::operator::{binary, create_namespace, workspace_root};
+use website_e2e::operator::{binary, create_namespace, mark_pods_ready, workspace_root};
 use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions, eventually};
 use website_webhook::admission::{Judgement, validate};
 use website_webhook::server::parse_review;
@@ -151,20 +148,6 @@ fn text(output: &Output) -> (i32, String, String) {
 
 const NS: &str = "sites";
 
-/// What a kubelet would report for running, ready pods; no kubelet runs here.
-async fn mark_pods_ready(cp: &ControlPlane) -> Result<usize> {
-    let pods: Api<Pod> = Api::namespaced(cp.client(), NS);
-    let list = pods.list(&ListParams::default().labels("app.kubernetes.io/instance=kubia")).await?;
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    for pod in &list.items {
-        let status = json!({"status": {"phase": "Running", "conditions": [
-            {"type": "Ready", "status": "True", "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
-        pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await?;
-    }
-    Ok(list.items.len())
-}
-
 #[tokio::test]
 async fn every_command_works_against_the_real_api_server_with_the_documented_exit_codes() -> Result<()> {
     let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
@@ -241,7 +224,7 @@ async fn every_command_works_against_the_real_api_server_with_the_documented_exi
         async move { plugin_with(&kubeconfig, &["wait", "kubia", "--timeout", "90s", "-n", NS], None).await }
     });
     eventually(Duration::from_secs(60), async || {
-        ensure!(mark_pods_ready(&cp).await? > 0, "no pods yet");
+        ensure!(mark_pods_ready(&cp, NS, "app.kubernetes.io/instance=kubia").await? > 0, "no pods yet");
         Ok(())
     })
     .await?;
@@ -257,11 +240,7 @@ async fn every_command_works_against_the_real_api_server_with_the_documented_exi
     // A cluster that does not answer exits 2.
     let dir = tempfile::tempdir()?;
     let unreachable = dir.path().join("kubeconfig");
-    std::fs::write(
-        &unreachable,
-        "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: x, cluster: {server: \"https://127.0.0.1:9\"}}]\n\
-         users: [{name: x, user: {}}]\ncontexts: [{name: x, context: {cluster: x, user: x}}]\n",
-    )?;
+    std::fs::write(&unreachable, website_bench::unreachable_kubeconfig("https://127.0.0.1:9"))?;
     let (code, _, err) = text(&plugin_with(&unreachable, &["list"], None).await?);
     ensure!(code == 2 && err.contains("could not be reached"), "{code}: {err}");
     Ok(())
