@@ -12,7 +12,14 @@
 //! Children the controller labelled are cached (reflector stores, without their managed fields), so a reconcile
 //! with nothing to change reads nothing from the API server and writes nothing: a child is written only when what
 //! is observed no longer [`covers`] what is declared (a hand edit of a Service's spec included, which changes no
-//! generation). Objects not in the cache (absent, or someone else's) are read from the API server.
+//! generation).
+//!
+//! An object not in the cache is absent or someone else's. A Website that reports no conflict creates such a child
+//! straight away and reads the object only when the create answers that the name is taken: a new Website costs
+//! one request per child, not two. A Website that reports a conflict reads first, so that its retries write
+//! nothing while the object is in the way. Either way a child is only ever created, never overwritten, and one
+//! that a reconcile created before it met a conflict is deleted again (by uid), so a Website in conflict keeps no
+//! children it did not already have.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,7 +27,7 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
@@ -124,16 +131,18 @@ impl CachedChild<Deployment> for Deployment {
 }
 
 /// Says whether the Website with `uid` may write the object named `name` in `namespace`: from `cache` when it holds
-/// the object, else by reading it from the API server.
+/// the object, else, when `read_uncached`, by reading it from the API server. Without `read_uncached` an object
+/// missing from the cache is taken to be [`Claim::Absent`], and [`write`] finds out whose it is if the create
+/// answers that it exists.
 ///
 /// # Errors
 /// When the API server refuses the read.
 pub async fn claim<K, C>(
     api: &Api<K>,
     cache: Option<&Store<C>>,
-    namespace: &str,
-    name: &str,
+    (namespace, name): (&str, &str),
     uid: &str,
+    read_uncached: bool,
 ) -> Result<Claim<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
@@ -144,6 +153,9 @@ where
             Claim::Owned(object) => Claim::Cached(object),
             other => other,
         });
+    }
+    if !read_uncached {
+        return Ok(Claim::Absent);
     }
     let found = api.get_opt(name).await.map_err(|source| Error::Read { kind: kind_of::<K>(), source })?;
     Ok(match found {
@@ -230,9 +242,10 @@ pub enum Change {
 /// An absent child is created (never applied: an apply would also change an object created in between). An owned
 /// one is left alone when it is as declared: unchanged since the controller last wrote or checked it (see
 /// [`Verified`]), or, read again, still covering the declaration; otherwise it is applied with its uid as a
-/// precondition. A creation that loses the race to someone else's object gives a [`Conflict`], which the caller
-/// reports like any other. Returns the child as last seen (possibly from the cache, without the fields the cache
-/// drops), and what was done to it.
+/// precondition. When the create answers that the name is taken, the object is read: someone else's gives a
+/// [`Conflict`], which the caller reports like any other, and one this Website (with `uid`) controls, which the
+/// cache had not seen yet, is treated as owned. Returns the child as last seen (possibly from the cache, without
+/// the fields the cache drops), and what was done to it.
 ///
 /// # Errors
 /// When the API server refuses a read or the write, including an apply whose uid no longer matches.
@@ -240,7 +253,7 @@ pub async fn write<K>(
     api: &Api<K>,
     claim: Claim<K>,
     desired: &K,
-    verified: &Verified,
+    (uid, verified): (&str, &Verified),
 ) -> Result<Result<(K, Change), Conflict>>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + fmt::Debug,
@@ -252,17 +265,23 @@ where
         Claim::Foreign(conflict) => return Ok(Err(conflict)),
         Claim::Absent => {
             let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() };
-            return match api.create(&params, desired).await {
+            match api.create(&params, desired).await {
                 Ok(created) => {
                     verified.record(&created, declared);
-                    Ok(Ok((created, Change::Created)))
+                    return Ok(Ok((created, Change::Created)));
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     let name = desired.name_any();
-                    Ok(Err(Conflict { kind, name, controller: None, deleting: false }))
+                    let found = api.get_opt(&name).await.map_err(|source| Error::Read { kind, source })?;
+                    match found.map(|object| claim_of(&object, uid)) {
+                        Some(Claim::Owned(existing)) => existing,
+                        Some(Claim::Foreign(conflict)) => return Ok(Err(conflict)),
+                        // Deleted again in between: the next reconcile creates it.
+                        Some(Claim::Absent | Claim::Cached(_)) | None => return Err(Error::Gone { kind, name }),
+                    }
                 }
-                Err(source) => Err(Error::Apply { kind, source }),
-            };
+                Err(source) => return Err(Error::Apply { kind, source }),
+            }
         }
         Claim::Cached(cached) if verified.unchanged(&cached, declared) => return Ok(Ok((cached, Change::None))),
         // Changed since last seen, by anyone (a status update, a hand edit): read it whole.
@@ -288,6 +307,29 @@ where
         .map_err(|source| Error::Apply { kind, source })?;
     verified.record(&applied, declared);
     Ok(Ok((applied, Change::Repaired)))
+}
+
+/// Deletes `created`, a child that this reconcile created before it met a conflict, on the condition that it is
+/// still that object (its uid): a Website in conflict keeps no children it did not already have.
+///
+/// # Errors
+/// When the API server refuses the delete; an object already gone is not an error.
+pub async fn undo_create<K>(api: &Api<K>, created: &K, verified: &Verified) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+{
+    let kind = kind_of::<K>();
+    let name = created.name_any();
+    verified.forget::<K>(created.meta().namespace.as_deref().unwrap_or_default(), &name);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: created.meta().uid.clone(), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Undo { kind, name, source }),
+    }
 }
 
 /// Makes the fields the controller's own create set (a POST, recorded as an `Update` of [`FIELD_MANAGER`] in

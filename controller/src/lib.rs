@@ -54,6 +54,18 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A child this reconcile created before it met a conflict could not be deleted again; the next reconcile
+    /// retries.
+    #[error("failed to delete the {kind} {name:?} created before a conflict was found: {source}")]
+    Undo {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The API server's answer.
+        #[source]
+        source: kube::Error,
+    },
     /// Websites cannot be listed at start, usually because the CRD is not installed.
     #[error(
         "failed to list Websites ({0}); is the CRD installed (kubectl apply -f crds/website-crd.yaml) and may this \

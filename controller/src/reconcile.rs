@@ -151,10 +151,10 @@ impl ChildApis {
 /// The children are its web server ConfigMap, its Deployment, its Service and, when the operator turned it on,
 /// its egress NetworkPolicy. They are created when absent and server-side applied with [`FIELD_MANAGER`] while
 /// this Website controls them (see [`children`]), so fields someone else changed are put back, and applying an
-/// unchanged object changes nothing. When any object of a child's name belongs to someone else, nothing is
-/// written: the Website reports the conflict as `Ready=False` with reason [`REASON_CHILD_CONFLICT`] and in an
-/// event, and tries again with a backoff of at most [`CONFLICT_RETRY_MAX`]. The status is written only when it
-/// differs.
+/// unchanged object changes nothing. When any object of a child's name belongs to someone else, the Website keeps
+/// no child it did not already have (one created before the conflict was met is deleted again, by uid) and writes
+/// none: it reports the conflict as `Ready=False` with reason [`REASON_CHILD_CONFLICT`] and in an event, and tries
+/// again with a backoff of at most [`CONFLICT_RETRY_MAX`]. The status is written only when it differs.
 ///
 /// # Errors
 /// When the API server refuses a read or a write; the controller retries with backoff.
@@ -195,25 +195,31 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     let policy =
         ctx.config.egress_network_policy.then(|| resources::network_policy(&website, &ctx.config)).transpose()?;
 
-    // Read every child first: while any of them belongs to someone else, the Website writes none of them.
+    // Children the cache does not hold are absent or someone else's. A Website that reports no conflict creates them
+    // straight away and reads an object only when its name is taken; one in conflict (or failing) reads them first,
+    // so that its retries write nothing while an object is in the way.
+    let read_first = in_conflict(&website) || ctx.failures().contains_key(&ObjectRef::from_obj(website.as_ref()));
     let caches = &ctx.caches;
     let ns = namespace.as_str();
     // The reads are independent: one round trip for all of them.
     let config_name = web_config.name_any();
     let policy_name = policy.as_ref().map(ResourceExt::name_any);
     let (config_claim, policy_claim, deployment_claim, service_claim) = futures::try_join!(
-        children::claim(&apis.config_maps, caches.config_maps.as_ref(), ns, &config_name, &uid),
+        children::claim(&apis.config_maps, caches.config_maps.as_ref(), (ns, &config_name), &uid, read_first),
         async {
             match &policy_name {
-                Some(p) => children::claim(&apis.network_policies, caches.network_policies.as_ref(), ns, p, &uid)
-                    .await
-                    .map(Some),
+                Some(p) => {
+                    children::claim(&apis.network_policies, caches.network_policies.as_ref(), (ns, p), &uid, read_first)
+                        .await
+                        .map(Some)
+                }
                 None => Ok(None),
             }
         },
-        children::claim(&apis.deployments, caches.deployments.as_ref(), ns, &name, &uid),
-        children::claim(&apis.services, caches.services.as_ref(), ns, &name, &uid),
+        children::claim(&apis.deployments, caches.deployments.as_ref(), (ns, &name), &uid, read_first),
+        children::claim(&apis.services, caches.services.as_ref(), (ns, &name), &uid, read_first),
     )?;
+    // While any child belongs to someone else, the Website writes none of them.
     let foreign: Vec<Conflict> = [
         foreign(&config_claim),
         policy_claim.as_ref().and_then(foreign),
@@ -231,30 +237,51 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     // spec was updated to the new spec; otherwise it had drifted from it.
     let observed = website.status.as_ref().and_then(|s| s.observed_generation);
     let mut changes = Changes { spec_changed: observed != website.metadata.generation, ..Changes::default() };
-    // The configuration first: the pods mount it.
-    match children::write(&apis.config_maps, config_claim, &web_config, &ctx.verified).await? {
-        Ok((written, change)) => changes.note(&written, change),
+    // What this reconcile created, deleted again if a later child turns out to be someone else's.
+    let mut created = Created::default();
+    let verified = (uid.as_str(), &ctx.verified);
+    // The configuration first, as the pods mount it; the Deployment, which starts the pods, last.
+    match children::write(&apis.config_maps, config_claim, &web_config, verified).await? {
+        Ok((written, change)) => {
+            changes.note(&written, change);
+            created.config_map = (change == children::Change::Created).then_some(written);
+        }
         Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
     }
     // Turning the policy off later leaves existing policies in place (the README says how to remove them): the
     // controller then needs no access to NetworkPolicies at all.
     if let (Some(policy), Some(claim)) = (policy, policy_claim) {
-        match children::write(&apis.network_policies, claim, &policy, &ctx.verified).await? {
-            Ok((written, change)) => changes.note(&written, change),
-            Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
+        match children::write(&apis.network_policies, claim, &policy, verified).await? {
+            Ok((written, change)) => {
+                changes.note(&written, change);
+                created.network_policy = (change == children::Change::Created).then_some(written);
+            }
+            Err(conflict) => {
+                created.undo(&apis, &ctx.verified).await?;
+                return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+            }
         }
     }
-    let deployment = match children::write(&apis.deployments, deployment_claim, &deployment, &ctx.verified).await? {
+    match children::write(&apis.services, service_claim, &service, verified).await? {
+        Ok((written, change)) => {
+            changes.note(&written, change);
+            created.service = (change == children::Change::Created).then_some(written);
+        }
+        Err(conflict) => {
+            created.undo(&apis, &ctx.verified).await?;
+            return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+        }
+    }
+    let deployment = match children::write(&apis.deployments, deployment_claim, &deployment, verified).await? {
         Ok((deployment, change)) => {
             changes.note(&deployment, change);
             deployment
         }
-        Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
+        Err(conflict) => {
+            created.undo(&apis, &ctx.verified).await?;
+            return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
+        }
     };
-    match children::write(&apis.services, service_claim, &service, &ctx.verified).await? {
-        Ok((written, change)) => changes.note(&written, change),
-        Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
-    }
 
     let url = resources::url(&website, &ctx.config);
     let status = desired_status(&website, Some(&deployment), url, Time(Timestamp::now()));
@@ -325,6 +352,51 @@ impl Changes {
             publish(ctx, website, EventType::Normal, REASON_REPAIRED, note).await;
         }
     }
+}
+
+/// The children one reconcile created, before the Deployment.
+#[derive(Default)]
+struct Created {
+    config_map: Option<ConfigMap>,
+    network_policy: Option<NetworkPolicy>,
+    service: Option<Service>,
+}
+
+impl Created {
+    /// Deletes them again: a later child belongs to someone else.
+    async fn undo(self, apis: &ChildApis, verified: &children::Verified) -> Result<()> {
+        let names: Vec<String> = [
+            self.config_map.as_ref().map(|c| format!("ConfigMap/{}", c.name_any())),
+            self.network_policy.as_ref().map(|p| format!("NetworkPolicy/{}", p.name_any())),
+            self.service.as_ref().map(|s| format!("Service/{}", s.name_any())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        if let Some(service) = &self.service {
+            children::undo_create(&apis.services, service, verified).await?;
+        }
+        if let Some(policy) = &self.network_policy {
+            children::undo_create(&apis.network_policies, policy, verified).await?;
+        }
+        if let Some(config_map) = &self.config_map {
+            children::undo_create(&apis.config_maps, config_map, verified).await?;
+        }
+        info!(children = %names.join(", "), "deleted again the children created before the conflict");
+        Ok(())
+    }
+}
+
+/// Whether the Website's status reports a child in conflict.
+fn in_conflict(website: &Website) -> bool {
+    website
+        .status
+        .as_ref()
+        .and_then(WebsiteStatus::ready_condition)
+        .is_some_and(|condition| condition.reason == REASON_CHILD_CONFLICT)
 }
 
 fn foreign<K>(claim: &Claim<K>) -> Option<Conflict> {

@@ -76,7 +76,7 @@ const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/kubia";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/shop/deployments";
 const SERVICE: &str = "/api/v1/namespaces/shop/services/kubia";
 const SERVICES: &str = "/api/v1/namespaces/shop/services";
-const NETWORK_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/kubia";
+const NETWORK_POLICIES: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
 const STATUS: &str = "/apis/extensions.example.com/v1/namespaces/shop/websites/kubia/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
 
@@ -119,7 +119,7 @@ fn served_deployment(website: &Website, available: i32) -> Deployment {
 }
 
 #[tokio::test]
-async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_status() {
+async fn a_new_website_creates_every_child_without_reading_it_then_applies_its_status() {
     let (ctx, mut handle) = context();
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let served = served_deployment(&w, 0);
@@ -129,19 +129,17 @@ async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_statu
     let want_service = serde_json::to_value(resources::service(&w).expect("builds")).expect("json");
     let stored_website = serde_json::to_value(&w).expect("json");
     let server = tokio::spawn(async move {
-        for path in [CONFIG_MAP, DEPLOYMENT, SERVICE] {
-            expect_failure(&mut handle, Method::GET, path, 404).await;
-        }
-        // Absent children are created with a POST, which never changes an object created in between.
+        // Absent children are created with a POST, which never changes an object created in between; the Deployment,
+        // which starts pods, last.
         let (q, body) = expect(&mut handle, Method::POST, CONFIG_MAPS, want_config_map.clone()).await;
         assert_create(&q);
         assert_eq!(body, want_config_map);
-        let (q, body) = expect(&mut handle, Method::POST, DEPLOYMENTS, stored(&served)).await;
-        assert_create(&q);
-        assert_eq!(body, want_deployment);
         let (q, body) = expect(&mut handle, Method::POST, SERVICES, want_service.clone()).await;
         assert_create(&q);
         assert_eq!(body, want_service);
+        let (q, body) = expect(&mut handle, Method::POST, DEPLOYMENTS, stored(&served)).await;
+        assert_create(&q);
+        assert_eq!(body, want_deployment);
         let (q, body) = expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
         assert_apply(&q);
         assert_eq!(body["apiVersion"], "extensions.example.com/v1");
@@ -156,7 +154,7 @@ async fn a_new_website_reads_every_child_then_creates_them_and_applies_its_statu
         // One event lists every child created.
         let (_, event) = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
         assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Normal"), Some("Created")));
-        assert_eq!(event["note"], "created ConfigMap/kubia-web, Deployment/kubia, Service/kubia");
+        assert_eq!(event["note"], "created ConfigMap/kubia-web, Service/kubia, Deployment/kubia");
         handle
     });
     let action = run(w, &ctx).await.expect("reconciles");
@@ -172,8 +170,21 @@ fn assert_metric(ctx: &Context, line: &str) {
     assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
 }
 
+/// The Website as it is after a reconcile that met `Service "kubia"` in the way.
+fn in_conflict(mut w: Website) -> Website {
+    let mut status = website_controller::status::not_ready_status(
+        &w,
+        website_controller::reconcile::REASON_CHILD_CONFLICT,
+        "Service \"kubia\" already exists",
+        Time(Timestamp::UNIX_EPOCH),
+    );
+    status.observed_generation = w.metadata.generation;
+    w.status = Some(status);
+    w
+}
+
 #[tokio::test]
-async fn owned_children_as_declared_are_not_written_and_a_drifted_one_is_applied_with_its_uid() {
+async fn children_the_cache_has_not_seen_are_read_once_their_create_answers_that_they_exist() {
     let (ctx, mut handle) = context();
     let mut w = website("https://github.com/luksa/kubia-website-example.git");
     let config = ChildConfig::default();
@@ -187,8 +198,9 @@ async fn owned_children_as_declared_are_not_written_and_a_drifted_one_is_applied
     drifted["spec"]["type"] = json!("NodePort");
     drifted["spec"]["clusterIP"] = json!("10.96.0.12");
     let server = tokio::spawn(async move {
+        expect_failure(&mut handle, Method::POST, CONFIG_MAPS, 409).await;
         expect(&mut handle, Method::GET, CONFIG_MAP, config_map).await;
-        expect(&mut handle, Method::GET, DEPLOYMENT, deployment).await;
+        expect_failure(&mut handle, Method::POST, SERVICES, 409).await;
         expect(&mut handle, Method::GET, SERVICE, drifted.clone()).await;
         // Only the drifted Service is written, with its uid as a precondition: an object deleted and recreated by
         // someone else in between is not overwritten.
@@ -196,6 +208,8 @@ async fn owned_children_as_declared_are_not_written_and_a_drifted_one_is_applied
         assert_apply(&q);
         assert_eq!(body["metadata"]["uid"], CHILD_UID);
         assert_eq!(body["spec"]["type"], "ClusterIP");
+        expect_failure(&mut handle, Method::POST, DEPLOYMENTS, 409).await;
+        expect(&mut handle, Method::GET, DEPLOYMENT, deployment).await;
         // The status was as it should be; the repair is told in an event.
         let (_, event) = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
         assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some("Normal"), Some("Repaired")));
@@ -207,64 +221,147 @@ async fn owned_children_as_declared_are_not_written_and_a_drifted_one_is_applied
     assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "another write was made");
 }
 
+/// Checks that the request is a delete of the child created before, conditioned on its uid.
+async fn expect_undo(handle: &mut ApiHandle, path: &str, created: Value) {
+    let (_, body) = expect(handle, Method::DELETE, path, created).await;
+    assert_eq!(body["preconditions"]["uid"], CHILD_UID, "{body}");
+    assert_eq!(body["propagationPolicy"], "Background", "{body}");
+}
+
+/// Checks the `ChildConflict` status and Warning event naming `Kind "kubia"`.
+async fn expect_conflict_reported(handle: &mut ApiHandle, stored_website: Value, kind: &str) {
+    let (_, body) = expect(handle, Method::PATCH, STATUS, stored_website).await;
+    let condition = &body["status"]["conditions"][0];
+    assert_eq!(condition["status"], "False");
+    assert_eq!(condition["reason"], "ChildConflict");
+    assert_eq!(
+        condition["message"],
+        format!(
+            "{kind} \"kubia\" already exists and is not controlled by this Website; delete or rename that object, or \
+             rename the Website"
+        )
+    );
+    let (_, event) = expect(handle, Method::POST, EVENTS, json!({})).await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "ChildConflict");
+    assert!(event["note"].as_str().unwrap_or_default().contains(&format!("{kind} \"kubia\"")), "{event}");
+}
+
+fn foreign_service() -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubia", "namespace": "shop", "uid": "f0f0f0f0-0000-4000-8000-000000000000"},
+        "spec": {"selector": {"app": "shop"}, "ports": [{"port": 443, "protocol": "TCP"}]}})
+}
+
 #[tokio::test]
-async fn a_foreign_object_with_a_childs_name_stops_every_write_and_is_reported() {
+async fn a_new_website_that_meets_a_foreign_object_deletes_what_it_created_and_reports_it() {
     let (ctx, mut handle) = context();
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let stored_website = serde_json::to_value(&w).expect("json");
-    let foreign = json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "kubia", "namespace": "shop", "uid": "f0f0f0f0-0000-4000-8000-000000000000"},
-        "spec": {"selector": {"app": "shop"}, "ports": [{"port": 443, "protocol": "TCP"}]}});
+    let config_map = stored(&resources::web_config(&w, &ChildConfig::default()).expect("builds"));
     let server = tokio::spawn(async move {
-        expect_failure(&mut handle, Method::GET, CONFIG_MAP, 404).await;
-        expect_failure(&mut handle, Method::GET, DEPLOYMENT, 404).await;
-        expect(&mut handle, Method::GET, SERVICE, foreign).await;
-        // No child is created or applied: straight to the status.
-        let (_, body) = expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
-        let condition = &body["status"]["conditions"][0];
-        assert_eq!(condition["status"], "False");
-        assert_eq!(condition["reason"], "ChildConflict");
-        assert_eq!(
-            condition["message"],
-            "Service \"kubia\" already exists and is not controlled by this Website; delete or rename that object, \
-             or rename the Website"
-        );
-        let (_, event) = expect(&mut handle, Method::POST, EVENTS, json!({})).await;
-        assert_eq!(event["type"], "Warning");
-        assert_eq!(event["reason"], "ChildConflict");
-        assert!(event["note"].as_str().unwrap_or_default().contains("Service \"kubia\""), "{event}");
+        expect(&mut handle, Method::POST, CONFIG_MAPS, config_map.clone()).await;
+        expect_failure(&mut handle, Method::POST, SERVICES, 409).await;
+        expect(&mut handle, Method::GET, SERVICE, foreign_service()).await;
+        // The ConfigMap it created is deleted again, by uid; the Deployment is never created.
+        expect_undo(&mut handle, CONFIG_MAP, config_map).await;
+        expect_conflict_reported(&mut handle, stored_website, "Service").await;
         handle
     });
     let action = run(w, &ctx).await.expect("reconciles");
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)), "retried soon");
-    let mut handle = server.await.expect("reads, status and event were made");
+    let mut handle = server.await.expect("the requests were made");
     assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "a child was written");
     assert_metric(&ctx, r#"website_controller_reconciles_total{result="conflict"} 1"#);
     assert_metric(&ctx, r#"website_controller_child_conflicts_total{kind="Service"} 1"#);
 }
 
 #[tokio::test]
-async fn a_creation_that_loses_the_race_to_someone_else_is_a_conflict() {
+async fn a_website_in_conflict_reads_every_child_first_and_writes_none_while_one_is_foreign() {
+    let (ctx, mut handle) = context();
+    let w = in_conflict(website("https://github.com/luksa/kubia-website-example.git"));
+    let stored_website = serde_json::to_value(&w).expect("json");
+    let server = tokio::spawn(async move {
+        expect_failure(&mut handle, Method::GET, CONFIG_MAP, 404).await;
+        expect_failure(&mut handle, Method::GET, DEPLOYMENT, 404).await;
+        expect(&mut handle, Method::GET, SERVICE, foreign_service()).await;
+        // No child is created or applied: straight to the status.
+        expect_conflict_reported(&mut handle, stored_website, "Service").await;
+        handle
+    });
+    run(w, &ctx).await.expect("reconciles");
+    let mut handle = server.await.expect("reads, status and event were made");
+    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "a child was written");
+}
+
+#[tokio::test]
+async fn a_deployment_that_is_someone_elses_undoes_the_service_and_config_map_created_before_it() {
     let (ctx, mut handle) = context();
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let config = ChildConfig::default();
     let stored_website = serde_json::to_value(&w).expect("json");
     let config_map = stored(&resources::web_config(&w, &config).expect("builds"));
+    let service = stored(&resources::service(&w).expect("builds"));
+    let mut foreign = stored(&served_deployment(&w, 0));
+    foreign["metadata"]["uid"] = json!("f0f0f0f0-0000-4000-8000-000000000000");
+    foreign["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "shop",
+        "uid": "f0f0f0f0-0000-4000-8000-000000000001", "controller": true}]);
     let server = tokio::spawn(async move {
-        for path in [CONFIG_MAP, DEPLOYMENT, SERVICE] {
-            expect_failure(&mut handle, Method::GET, path, 404).await;
-        }
-        expect(&mut handle, Method::POST, CONFIG_MAPS, config_map).await;
-        // Someone created a Deployment of that name after the read.
+        expect(&mut handle, Method::POST, CONFIG_MAPS, config_map.clone()).await;
+        expect(&mut handle, Method::POST, SERVICES, service.clone()).await;
+        // Someone else's Deployment of that name.
         expect_failure(&mut handle, Method::POST, DEPLOYMENTS, 409).await;
+        expect(&mut handle, Method::GET, DEPLOYMENT, foreign).await;
+        expect_undo(&mut handle, SERVICE, service).await;
+        expect_undo(&mut handle, CONFIG_MAP, config_map).await;
         let (_, body) = expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
-        assert_eq!(body["status"]["conditions"][0]["reason"], "ChildConflict");
+        let message = body["status"]["conditions"][0]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("Deployment \"kubia\"") && message.contains("ReplicaSet/shop"), "{message}");
         expect(&mut handle, Method::POST, EVENTS, json!({})).await;
         handle
     });
     run(w, &ctx).await.expect("reconciles");
     let mut handle = server.await.expect("the requests were made");
-    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "the Service was written after the race");
+    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "a child was written after the conflict");
+}
+
+#[tokio::test]
+async fn a_refused_undo_is_an_error_and_the_retry_reads_first() {
+    let (ctx, mut handle) = context();
+    let w = website("https://github.com/luksa/kubia-website-example.git");
+    let config_map = stored(&resources::web_config(&w, &ChildConfig::default()).expect("builds"));
+    let server = tokio::spawn(async move {
+        expect(&mut handle, Method::POST, CONFIG_MAPS, config_map).await;
+        expect_failure(&mut handle, Method::POST, SERVICES, 409).await;
+        expect(&mut handle, Method::GET, SERVICE, foreign_service()).await;
+        expect_failure(&mut handle, Method::DELETE, CONFIG_MAP, 403).await;
+        handle
+    });
+    let w = Arc::new(w);
+    let error = tokio::time::timeout(std::time::Duration::from_secs(10), reconcile(w.clone(), ctx.clone()))
+        .await
+        .expect("answered")
+        .expect_err("the delete was refused");
+    let message = error.to_string();
+    assert!(message.starts_with("failed to delete the ConfigMap \"kubia-web\" created before"), "{message}");
+    let mut handle = server.await.expect("the requests were made");
+    // The controller counts the failure; the retry reads every child before it writes any.
+    website_controller::reconcile::error_policy(w.clone(), &error, ctx.clone());
+    let retry = tokio::spawn(async move {
+        // The Warning event of the failure may come first.
+        loop {
+            let (request, send) = handle.next_request().await.expect("the retry made a request");
+            if request.uri().path() == EVENTS {
+                send.send_response(Response::builder().status(200).body(Body::from(b"{}".to_vec())).expect("response"));
+                continue;
+            }
+            assert_eq!((request.method(), request.uri().path()), (&Method::GET, CONFIG_MAP));
+            break;
+        }
+        handle
+    });
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reconcile(w, ctx.clone())).await;
+    retry.await.expect("the retry read first");
 }
 
 #[tokio::test]
@@ -275,24 +372,14 @@ async fn the_egress_policy_is_created_when_the_operator_turns_it_on() {
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let want_policy = serde_json::to_value(resources::network_policy(&w, &config).expect("builds")).expect("json");
     let server = tokio::spawn(async move {
-        expect_failure(&mut handle, Method::GET, CONFIG_MAP, 404).await;
-        expect_failure(&mut handle, Method::GET, NETWORK_POLICY, 404).await;
-        expect_failure(&mut handle, Method::GET, DEPLOYMENT, 404).await;
-        expect_failure(&mut handle, Method::GET, SERVICE, 404).await;
         expect(&mut handle, Method::POST, CONFIG_MAPS, json!({})).await;
-        let (_, body) = expect(
-            &mut handle,
-            Method::POST,
-            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
-            want_policy.clone(),
-        )
-        .await;
+        let (_, body) = expect(&mut handle, Method::POST, NETWORK_POLICIES, want_policy.clone()).await;
         assert_eq!(body, want_policy);
         handle
     });
-    // The test answers only up to the policy; the Deployment's creation then finds no answer.
+    // The test answers only up to the policy; the Service's creation then finds no answer.
     let outcome = tokio::time::timeout(std::time::Duration::from_secs(2), reconcile(Arc::new(w), ctx.clone())).await;
-    assert!(outcome.is_err(), "reconcile went on to the Deployment");
+    assert!(outcome.is_err(), "reconcile went on to the Service");
     server.await.expect("the policy was created");
 }
 
@@ -332,7 +419,7 @@ async fn an_invalid_website_gets_an_invalid_spec_status_and_a_warning_event_but_
 #[tokio::test]
 async fn a_refused_read_is_an_error_naming_the_child() {
     let (ctx, mut handle) = context();
-    let w = website("https://github.com/luksa/kubia-website-example.git");
+    let w = in_conflict(website("https://github.com/luksa/kubia-website-example.git"));
     let server = tokio::spawn(async move {
         expect_failure(&mut handle, Method::GET, CONFIG_MAP, 403).await;
         handle
@@ -341,5 +428,20 @@ async fn a_refused_read_is_an_error_naming_the_child() {
     server.await.expect("the request was made");
     let message = error.to_string();
     assert!(message.starts_with("failed to read the ConfigMap"), "{message}");
+    assert!(message.contains("Forbidden"), "{message}");
+}
+
+#[tokio::test]
+async fn a_refused_create_is_an_error_naming_the_child() {
+    let (ctx, mut handle) = context();
+    let w = website("https://github.com/luksa/kubia-website-example.git");
+    let server = tokio::spawn(async move {
+        expect_failure(&mut handle, Method::POST, CONFIG_MAPS, 403).await;
+        handle
+    });
+    let error = run(w, &ctx).await.expect_err("the create was refused");
+    server.await.expect("the request was made");
+    let message = error.to_string();
+    assert!(message.starts_with("failed to apply the ConfigMap"), "{message}");
     assert!(message.contains("Forbidden"), "{message}");
 }

@@ -206,7 +206,7 @@ async fn controller_creates_owned_children_and_reports_ready_once_pods_are_avail
     let events = env.cp.kubectl(&["get", "events", "-n", &env.ns, "-o", "json"]).await?.ensure_success()?;
     ensure!(events.contains("every web server pod is available"), "no Ready event: {events}");
     ensure!(
-        events.contains("created ConfigMap/kubia-web, Deployment/kubia, Service/kubia"),
+        events.contains("created ConfigMap/kubia-web, Service/kubia, Deployment/kubia"),
         "no event for the children created: {events}"
     );
     Ok(())
@@ -427,6 +427,16 @@ async fn websites_never_take_over_a_service_or_deployment_they_do_not_control() 
     ensure!(deployment_after.spec == deployment_before.spec, "the foreign Deployment was written");
     ensure!(env.deployments().get_opt("frontend").await?.is_none(), "a Website in conflict got a Deployment");
     ensure!(env.services().get_opt("backend").await?.is_none(), "a Website in conflict got a Service");
+    // The ConfigMaps (and the Service of `backend`) were created before the conflict was met, and deleted again.
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client(), &env.ns);
+    for name in ["frontend-web", "backend-web"] {
+        ensure!(config_maps.get_opt(name).await?.is_none(), "a Website in conflict kept its ConfigMap {name}");
+    }
+    let log = env.op.controller_log(400);
+    ensure!(
+        log.contains("deleted again the children created before the conflict") && log.contains("Service/backend"),
+        "the children were not created first and deleted again:\n{log}"
+    );
 
     // Deleting a Website in conflict leaves the foreign object.
     env.cp
@@ -518,7 +528,8 @@ async fn the_controller_is_not_ready_while_a_watch_fails_and_ready_again_once_it
             {"apiGroups": ["extensions.example.com"], "resources": ["websites"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["extensions.example.com"], "resources": ["websites/status"], "verbs": ["patch"]},
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
-            {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": ["get", "list", "watch", "create", "patch"]},
+            {"apiGroups": [""], "resources": ["services", "configmaps"],
+             "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]})
     .to_string();
     let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
