@@ -194,3 +194,21 @@ pub fn server_config(resolver: Arc<ReloadingCertResolver>) -> Result<ServerConfi
         .with_cert_resolver(resolver);
     Ok(config)
 }
+
+/// [`server_config`] that also asks the client for a certificate and checks one it presents with `verifier`: the
+/// front-proxy client certificate of an aggregated API server. Whether a client without a certificate is let in is
+/// the verifier's choice (its `client_auth_mandatory`).
+///
+/// # Errors
+/// When rustls refuses the protocol versions (it does not with the ring provider).
+pub fn server_config_with_client_auth(
+    resolver: Arc<ReloadingCertResolver>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<ServerConfig> {
+    let config = ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .map_err(Error::TlsConfig)?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    Ok(config)
+}
