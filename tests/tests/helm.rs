@@ -23,6 +23,8 @@ const CONTROLLER: &str = "website-operator-controller";
 const CONFIGURATION: &str = "website-operator";
 const CERT_SECRET: &str = "website-operator-webhook-tls";
 const CRD_NAME: &str = "websites.extensions.example.com";
+const API: &str = "website-operator-api";
+const API_SERVICE: &str = "v1alpha1.extensions.example.com";
 
 /// Values that select each certificate mode (`provided` needs a Secret name and a CA).
 fn mode_values(mode: &str, ca_pem: &str) -> Vec<String> {
@@ -97,7 +99,7 @@ async fn chart_lints_cleanly_and_renders_each_certificate_mode() -> Result<()> {
     let chart = chart_arg();
     for mode in MODES {
         let values = mode_values(mode, &ca_pem);
-        let mut args = vec!["lint", "--strict", chart.as_str()];
+        let mut args = vec!["lint", "--strict", chart.as_str(), "--set", "api.enabled=true"];
         for value in &values {
             args.extend(["--set-string", value.as_str()]);
         }
@@ -109,7 +111,9 @@ async fn chart_lints_cleanly_and_renders_each_certificate_mode() -> Result<()> {
             lint.stdout
         );
 
-        let rendered = helm_offline(&template_args(&values, &[&chart, "-n", NAMESPACE])).await?.ensure_success()?;
+        let rendered = helm_offline(&template_args(&values, &[&chart, "-n", NAMESPACE, "--set", "api.enabled=true"]))
+            .await?
+            .ensure_success()?;
         let docs = documents(&rendered);
         let validating = document(&docs, &format!("ValidatingWebhookConfiguration/{CONFIGURATION}"))?;
         let mutating = document(&docs, &format!("MutatingWebhookConfiguration/{CONFIGURATION}"))?;
@@ -195,7 +199,40 @@ async fn chart_lints_cleanly_and_renders_each_certificate_mode() -> Result<()> {
         }
         let crd = document(&docs, &format!("CustomResourceDefinition/{CRD_NAME}"))?;
         ensure!(crd.contains("helm.sh/resource-policy: keep"), "{mode}: the CRD is not kept on uninstall");
+        check_api(mode, &docs)?;
     }
+    Ok(())
+}
+
+/// website-api's objects as rendered in certificate `mode`: the APIService below the CRD's priority, trusting the
+/// CA of the certificate website-api serves.
+fn check_api(mode: &str, docs: &[(String, String)]) -> Result<()> {
+    let api_service = document(docs, &format!("APIService/{API_SERVICE}"))?;
+    for expected in [
+        "group: extensions.example.com",
+        "version: v1alpha1",
+        "versionPriority: 10",
+        &format!("name: {API}\n    namespace: {NAMESPACE}"),
+    ] {
+        ensure!(api_service.contains(expected), "{mode}: the APIService lacks {expected:?}:\n{api_service}");
+    }
+    let deployment = document(docs, &format!("Deployment/{API}"))?;
+    for expected in
+        ["runAsNonRoot: true", "readOnlyRootFilesystem: true", "path: /readyz", "secretName: website-operator-api-tls"]
+    {
+        ensure!(deployment.contains(expected), "{mode}: website-api's Deployment lacks {expected:?}");
+    }
+    document(docs, &format!("Service/{API}"))?;
+    document(docs, &format!("ClusterRoleBinding/{API}:system:auth-delegator"))?;
+    document(docs, &format!("RoleBinding/{API}:extension-apiserver-authentication-reader"))?;
+    if mode == "certManager" {
+        ensure!(api_service.contains(&format!("cert-manager.io/inject-ca-from: {NAMESPACE}/{API}")), "{api_service}");
+        document(docs, &format!("Certificate/{API}"))?;
+        return Ok(());
+    }
+    let secret = document(docs, &format!("Secret/{API}-tls"))?;
+    let ca = secret.lines().find_map(|l| l.trim().strip_prefix("ca.crt: ")).context("no ca.crt in the Secret")?;
+    ensure!(api_service.contains(&format!("caBundle: {ca}")), "{mode}: the caBundle is not the Secret's CA");
     Ok(())
 }
 
@@ -232,6 +269,11 @@ async fn bad_values_are_refused_with_the_offending_value_named() -> Result<()> {
         (
             &["certificates.selfManaged.servingRenewBeforeDays=400"],
             "servingRenewBeforeDays must be less than servingValidityDays",
+        ),
+        (&["api.enabled=true", "api.versionPriority=100"], "at '/api/versionPriority': maximum: got 100, want 99"),
+        (
+            &["api.enabled=true", "api.certificate.secretName=mine"],
+            "api.certificate.caBundle (the base64 PEM of the CA that signed the certificate in api.certificate.secretName) is required",
         ),
     ];
     let mut failures = Vec::new();
@@ -292,15 +334,10 @@ async fn rendered_manifests_are_accepted_by_the_api_server_in_every_mode() -> Re
     let chart = chart_arg();
     for mode in MODES {
         let values = mode_values(mode, &ca_pem);
-        let rendered = helm_offline(&template_args(&values, &[&chart, "-n", NAMESPACE, "--kube-version", &version]))
-            .await?
-            .ensure_success()?;
-        let out = cp
-            .kubectl_with_stdin(
-                &["apply", "--dry-run=server", "-n", NAMESPACE, "-f", "-", "-o", "name"],
-                Some(&rendered),
-            )
-            .await?;
+        let extra = [chart.as_str(), "-n", NAMESPACE, "--kube-version", &version, "--set", "api.enabled=true"];
+        let rendered = helm_offline(&template_args(&values, &extra)).await?.ensure_success()?;
+        let out =
+            cp.kubectl_with_stdin(&["apply", "--dry-run=server", "-f", "-", "-o", "name"], Some(&rendered)).await?;
         ensure!(out.success(), "{mode}: the API server refused the rendered manifests: {}", out.stderr);
         let accepted: Vec<&str> = out.stdout.lines().collect();
         let expected = documents(&rendered).len();
@@ -495,8 +532,14 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
     let cp = start_control_plane().await?;
     operator::create_namespace(&cp, NAMESPACE).await?;
     let chart = chart_arg();
-    cp.helm(&["install", CHART_NAME, &chart, "-n", NAMESPACE]).await?.ensure_success()?;
+    // Client-side: kube-apiserver 1.20 cannot server-side apply an APIService.
+    cp.helm(&["install", CHART_NAME, &chart, "-n", NAMESPACE, "--set", "api.enabled=true", "--server-side=false"])
+        .await?
+        .ensure_success()?;
+    // No website-api runs here: without its APIService, discovery (and so `kubectl auth can-i`) stays whole.
+    cp.kubectl(&["delete", "apiservice", API_SERVICE]).await?.ensure_success()?;
     let controller = service_account_user(NAMESPACE, CONTROLLER);
+    let api = service_account_user(NAMESPACE, API);
     let webhook = service_account_user(NAMESPACE, WEBHOOK);
     let apps = Some("apps");
     let ns = Some(NAMESPACE);
@@ -525,7 +568,8 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&controller, "patch", "services", apps, true),
         (&controller, "list", "services", None, true),
         (&controller, "watch", "services", None, true),
-        (&controller, "delete", "services", apps, false),
+        // Only a child it created in the same reconcile, by uid, when a later child's name is someone else's.
+        (&controller, "delete", "services", apps, true),
         (&controller, "create", "events.events.k8s.io", apps, true),
         (&controller, "patch", "events.events.k8s.io", apps, true),
         (&controller, "get", "secrets", apps, false),
@@ -537,7 +581,7 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&controller, "patch", "configmaps", apps, true),
         (&controller, "watch", "configmaps", None, true),
         (&controller, "update", "configmaps", apps, false),
-        (&controller, "delete", "configmaps", apps, false),
+        (&controller, "delete", "configmaps", apps, true),
         (&controller, "update", "services", apps, false),
         (&controller, "update", "deployments.apps", apps, false),
         // Only with websites.egressNetworkPolicy.enabled.
@@ -596,6 +640,24 @@ async fn rbac_grants_each_service_account_exactly_what_it_uses() -> Result<()> {
         (&webhook, "get", "secrets", apps, false),
         (&webhook, "create", "localsubjectaccessreviews.authorization.k8s.io", apps, false),
         (&webhook, "create", "tokenreviews.authentication.k8s.io", None, false),
+        // website-api reads the v1 Websites it shows, and writes them only as the requesting user.
+        (&api, "get", "websites.extensions.example.com", apps, true),
+        (&api, "list", "websites.extensions.example.com", None, true),
+        (&api, "watch", "websites.extensions.example.com", None, true),
+        (&api, "create", "websites.extensions.example.com", apps, false),
+        (&api, "update", "websites.extensions.example.com", apps, false),
+        (&api, "patch", "websites.extensions.example.com", apps, false),
+        (&api, "delete", "websites.extensions.example.com", apps, false),
+        (&api, "impersonate", "users", None, true),
+        (&api, "impersonate", "groups", None, true),
+        (&api, "impersonate", "serviceaccounts", apps, true),
+        // Delegated authentication and authorization (system:auth-delegator), and the request-header settings.
+        (&api, "create", "subjectaccessreviews.authorization.k8s.io", None, true),
+        (&api, "create", "tokenreviews.authentication.k8s.io", None, true),
+        (&api, "get", "configmaps/extension-apiserver-authentication", Some("kube-system"), true),
+        (&api, "get", "configmaps/other", Some("kube-system"), false),
+        (&api, "get", "secrets", apps, false),
+        (&api, "create", "deployments.apps", apps, false),
     ];
     let mut wrong = Vec::new();
     for (user, verb, resource, namespace, allowed) in &cases {

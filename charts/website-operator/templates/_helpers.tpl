@@ -100,3 +100,13 @@ seccompProfile:
 {{- $ca := trim .Values.certificates.provided.caBundle -}}
 {{- if hasPrefix "-----BEGIN" $ca -}}{{ b64enc $ca }}{{- else -}}{{ $ca | nospace }}{{- end -}}
 {{- end -}}
+
+{{- define "website-operator.apiName" -}}{{ include "website-operator.fullname" . }}-api{{- end -}}
+{{/* The Secret holding website-api's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "website-operator.apiCertSecretName" -}}
+{{- if .Values.api.certificate.secretName -}}
+{{- .Values.api.certificate.secretName -}}
+{{- else -}}
+{{- include "website-operator.apiName" . }}-tls
+{{- end -}}
+{{- end -}}
