@@ -36,9 +36,13 @@
 //! The webhook's self-managed certificates (the Helm chart installed, webhook replicas run as its ServiceAccount)
 //! have helpers of their own in [`self_managed`].
 //!
+//! `website-api`, the aggregated API server, is registered by [`aggregated::AggregatedApi`] on a control plane
+//! started with the aggregation layer on.
+//!
 //! Processes cannot outlive the test binary: besides drop, a watchdog kills them when the test
 //! binary dies in any way (see [`process`]).
 
+pub mod aggregated;
 pub mod assets;
 pub mod control_plane;
 pub mod helm;

@@ -1,8 +1,9 @@
 //! `website-local`: the whole Website operator on this machine, on a real local control plane.
 //!
-//! `website-local up` starts etcd, kube-apiserver and kube-controller-manager, installs the CRD, starts the
-//! webhook (registered with the API server through URL client configurations and a caBundle from
-//! `website-certs`) and the controller, prints how to use it, and runs until Ctrl-C or SIGTERM, when it
+//! `website-local up` starts etcd, kube-apiserver (with its aggregation layer) and kube-controller-manager,
+//! installs the CRD, starts the webhook (registered with the API server through URL client configurations and a
+//! caBundle from `website-certs`), the controller and website-api (registered with an APIService for
+//! `extensions.example.com/v1alpha1`), prints how to use it, and runs until Ctrl-C or SIGTERM, when it
 //! stops everything it started. `website-local stop` stops a running `up`; `website-local status` tells
 //! whether one runs.
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use website_e2e::aggregated::AggregatedApi;
 use website_e2e::operator::workspace_root;
 use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions};
 
@@ -55,9 +57,11 @@ async fn up() -> Result<()> {
         .with_context(|| format!("failed to write {}", pid_file.display()))?;
     let started = Instant::now();
     eprintln!("starting etcd, kube-apiserver and kube-controller-manager...");
-    let cp = ControlPlane::start(ControlPlaneOptions::default()).await?;
+    let cp = ControlPlane::start(ControlPlaneOptions { aggregation: true, ..ControlPlaneOptions::default() }).await?;
     eprintln!("installing the CRD, starting the webhook and the controller...");
     let operator = Operator::start(&cp, OperatorOptions::default()).await?;
+    eprintln!("starting website-api and registering extensions.example.com/v1alpha1...");
+    let api = AggregatedApi::start(&cp).await?;
     std::fs::copy(cp.kubeconfig_path(), &kubeconfig)
         .with_context(|| format!("failed to write {}", kubeconfig.display()))?;
     let examples = workspace_root().join("examples");
@@ -70,7 +74,8 @@ async fn up() -> Result<()> {
          \x20 kubectl get websites                          # or: kubectl get ws\n\
          \x20 kubectl get deployment,service kubia          # what the controller made of it\n\
          \x20 kubectl create -f {}/invalid/file-scheme.yaml # refused by the webhook\n\
-         \x20 kubectl create -f {}/website-http.yaml       # admitted with a warning\n\n\
+         \x20 kubectl create -f {}/website-http.yaml       # admitted with a warning\n\
+         \x20 kubectl get websites.v1alpha1.extensions.example.com  # the same Websites through website-api\n\n\
          There is no kubelet here, so pods stay Pending and the Website stays Ready=False.\n\
          Press Ctrl-C (or run `scripts/run.sh stop`) to stop everything.",
         started.elapsed().as_secs_f64(),
@@ -87,6 +92,7 @@ async fn up() -> Result<()> {
         _ = terminate.recv() => {}
     }
     eprintln!("stopping...");
+    drop(api);
     drop(operator);
     drop(cp);
     let _ = std::fs::remove_file(&kubeconfig);
