@@ -194,6 +194,32 @@ fn respond(answer: Answer, form: Form) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::build(code).json(view::answer(stored, form)))
 }
 
+/// A namespace or name from the path, which goes into the path of the request to the API server: only what a
+/// Kubernetes name may be (lower-case letters, digits, `-` and `.`, at most 253), never `.` or `..`.
+fn segment(what: &str, value: String) -> Result<String, ApiError> {
+    let valid = !value.is_empty()
+        && value.len() <= 253
+        && value != "."
+        && value != ".."
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if valid {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{what} {value:?} is not a valid name; accepted: lower-case letters, digits, '-' and '.', at most 253"
+        )))
+    }
+}
+
+fn namespace_of(path: web::Path<String>) -> Result<String, ApiError> {
+    segment("namespace", path.into_inner())
+}
+
+fn object_of(path: web::Path<(String, String)>) -> Result<(String, String), ApiError> {
+    let (namespace, name) = path.into_inner();
+    Ok((segment("namespace", namespace)?, segment("name", name)?))
+}
+
 fn is_watch(req: &HttpRequest) -> bool {
     matches!(query_value(req, "watch").as_deref(), Some("true" | "1"))
 }
@@ -203,7 +229,7 @@ async fn list_all(req: HttpRequest, state: web::Data<State>) -> Result<HttpRespo
 }
 
 async fn list(req: HttpRequest, state: web::Data<State>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    read_collection(req, state, Some(path.into_inner())).await
+    read_collection(req, state, Some(namespace_of(path)?)).await
 }
 
 async fn read_collection(
@@ -246,7 +272,7 @@ async fn get(
     state: web::Data<State>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
+    let (namespace, name) = object_of(path)?;
     let form = form(&req)?;
     authorize(&req, &state, Attributes { verb: "get", namespace: Some(namespace.clone()), name: Some(name.clone()) })
         .await?;
@@ -359,7 +385,7 @@ async fn create(
     path: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let namespace = path.into_inner();
+    let namespace = namespace_of(path)?;
     let form = form(&req)?;
     let user =
         authorize(&req, &state, Attributes { verb: "create", namespace: Some(namespace.clone()), name: None }).await?;
@@ -416,7 +442,7 @@ async fn update(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
+    let (namespace, name) = object_of(path)?;
     let form = form(&req)?;
     let user = authorize(
         &req,
@@ -443,7 +469,7 @@ async fn patch(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
+    let (namespace, name) = object_of(path)?;
     let form = form(&req)?;
     let user = authorize(
         &req,
@@ -519,7 +545,7 @@ async fn delete(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
+    let (namespace, name) = object_of(path)?;
     let form = form(&req)?;
     let user = authorize(
         &req,
@@ -538,7 +564,7 @@ async fn delete_collection(
     path: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let namespace = path.into_inner();
+    let namespace = namespace_of(path)?;
     let form = form(&req)?;
     let user = authorize(
         &req,
@@ -610,6 +636,15 @@ mod tests {
     #[test]
     fn a_valid_update_keeps_the_stored_v1_fields_valid() {
         assert!(violations(&object(json!({"gitRepo": "https://example.com/b.git"})), Some(&stored())).is_empty());
+    }
+
+    #[test]
+    fn a_path_segment_is_a_kubernetes_name_or_refused() {
+        assert_eq!(segment("name", "kubia.v2-x".into()), Ok("kubia.v2-x".into()));
+        for bad in ["", ".", "..", "Kubia", "a/b", "a%2Fb", "a b", &"a".repeat(254)] {
+            let error = segment("namespace", bad.to_owned()).expect_err(bad);
+            assert_eq!(error.code, 400, "{bad}");
+        }
     }
 
     #[test]
