@@ -9,10 +9,18 @@
 //! and object are: it is then counted into that event's series (a PATCH of `series`) instead of being created
 //! again, so that a retry loop does not flood the API server with objects. A different note is a different event,
 //! so that `kubectl describe` shows each child repaired, not only the last.
+//!
+//! Reconciles hand their events to an [`EventQueue`], which one background task publishes in order, as client-go's
+//! event broadcaster does: a reconcile never waits for the API server to store an event, so an event costs the
+//! API server a write but costs a Website no time to converge. When the queue is full (a burst of
+//! [`QUEUE_CAPACITY`] events not yet published), further events are dropped, counted and logged, rather than
+//! slowing reconciles down; events are informational, the status is the record.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
@@ -21,6 +29,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 /// How long after an event the same event is counted into its series rather than created again.
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
@@ -118,6 +128,67 @@ impl Recorder {
     }
 }
 
+/// Events waiting for the background task at most; more are dropped.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Events to publish, in order, by one background task that owns the [`Recorder`].
+#[derive(Debug)]
+pub struct EventQueue {
+    sender: mpsc::Sender<(Event, ObjectReference)>,
+    dropped: AtomicU64,
+    drained: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl EventQueue {
+    /// Starts the task that publishes with `recorder`. Call it within a tokio runtime.
+    pub fn start(recorder: Recorder) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<(Event, ObjectReference)>(QUEUE_CAPACITY);
+        let (done, drained) = oneshot::channel();
+        tokio::spawn(async move {
+            while let Some((event, regarding)) = receiver.recv().await {
+                if let Err(error) = recorder.publish(&event, &regarding).await {
+                    warn!(%error, reason = %event.reason, name = regarding.name.as_deref(), "failed to publish an event");
+                }
+            }
+            let _ = done.send(());
+        });
+        Self { sender, dropped: AtomicU64::new(0), drained: Mutex::new(Some(drained)) }
+    }
+
+    /// Queues `event` about `regarding`; returns at once. Returns false when it was dropped: the queue is full, or
+    /// its task has stopped.
+    pub fn send(&self, event: Event, regarding: ObjectReference) -> bool {
+        match self.sender.try_send((event, regarding)) {
+            Ok(()) => true,
+            Err(error) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let (event, regarding) = match &error {
+                    mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item) => item,
+                };
+                warn!(reason = %event.reason, name = regarding.name.as_deref(), dropped,
+                    "event dropped: {QUEUE_CAPACITY} events are waiting to be published");
+                false
+            }
+        }
+    }
+
+    /// How many events were dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A future that completes once every sender is gone and the queued events are published (or `timeout` has
+    /// passed): call it before dropping the queue, and await it after, at shutdown. Only the first call waits.
+    pub fn drained(&self, timeout: Duration) -> impl std::future::Future<Output = ()> + use<> {
+        let receiver = self.drained.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        async move {
+            if let Some(receiver) = receiver {
+                let _ = tokio::time::timeout(timeout, receiver).await;
+            }
+        }
+    }
+}
+
 fn type_name(type_: EventType) -> &'static str {
     match type_ {
         EventType::Normal => "Normal",
@@ -207,5 +278,38 @@ mod tests {
         assert_eq!(seen[2].0, Method::POST);
         assert_eq!(seen[2].2["note"], "Deployment taken");
         assert_eq!(recorder.recent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_published_in_order_without_the_sender_waiting_and_drained_at_the_end() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let queue = EventQueue::start(Recorder::new(Client::new(service, "default"), "website-controller", None));
+        let drained = queue.drained(std::time::Duration::from_secs(10));
+        // Nothing answers yet: sending does not wait for the API server.
+        for note in ["first", "second", "third"] {
+            assert!(queue.send(event("Created", note), reference()));
+        }
+        drop(queue);
+        let mut notes = Vec::new();
+        for _ in 0..3 {
+            let (request, send) = handle.next_request().await.expect("a request");
+            let body = request.into_body().collect_bytes().await.expect("a body");
+            let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            notes.push(body["note"].as_str().unwrap_or_default().to_owned());
+            send.send_response(Response::new(Body::from(serde_json::to_vec(&body).expect("JSON"))));
+        }
+        assert_eq!(notes, ["first", "second", "third"]);
+        tokio::time::timeout(std::time::Duration::from_secs(5), drained).await.expect("drained once published");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let (service, _handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let queue = EventQueue::start(Recorder::new(Client::new(service, "default"), "website-controller", None));
+        // The task takes one event and waits on the API server, which never answers; the queue then fills.
+        let sent =
+            (0..QUEUE_CAPACITY + 10).filter(|i| queue.send(event("Created", &i.to_string()), reference())).count();
+        assert!((QUEUE_CAPACITY..=QUEUE_CAPACITY + 1).contains(&sent), "{sent}");
+        assert_eq!(queue.dropped(), (QUEUE_CAPACITY + 10 - sent) as u64);
     }
 }

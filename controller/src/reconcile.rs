@@ -23,7 +23,7 @@ use tracing::{Span, debug, field, info, instrument, warn};
 use website_crd::{Website, WebsiteStatus};
 
 use crate::children::{self, Claim, Conflict};
-use crate::events::Recorder;
+use crate::events::{EventQueue, Recorder};
 use crate::health::Readiness;
 use crate::metrics::{Metrics, Outcome};
 use crate::resources::{self, MANAGED_BY};
@@ -55,8 +55,8 @@ pub struct Context {
     pub client: Client,
     /// Images and settings of the children.
     pub config: ChildConfig,
-    /// Publishes Kubernetes Events about Websites.
-    pub recorder: Recorder,
+    /// Kubernetes Events about Websites, published in the background.
+    pub events: EventQueue,
     /// Consecutive failures per Website, for backoff.
     failures: Mutex<HashMap<ObjectRef<Website>, u32>>,
     /// The children the controller labelled, as last observed.
@@ -85,7 +85,7 @@ impl Context {
     /// A context for `client` and `config`.
     pub fn new(client: Client, config: ChildConfig) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok()),
+            events: EventQueue::start(Recorder::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok())),
             client,
             config,
             failures: Mutex::default(),
@@ -183,7 +183,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         warn!(%message, "not serving an invalid Website");
         let status = not_ready_status(&website, REASON_INVALID_SPEC, &message, Time(Timestamp::now()));
         write_status(&websites, &website, status).await?;
-        publish(&ctx, &website, EventType::Warning, REASON_INVALID_SPEC, message).await;
+        publish(&ctx, &website, EventType::Warning, REASON_INVALID_SPEC, message);
         ctx.metrics.reconciled(Outcome::invalid_spec);
         return Ok(Action::await_change());
     }
@@ -289,9 +289,9 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     if write_status(&websites, &website, status).await? {
         debug!("status updated");
     }
-    changes.publish(&ctx, &website).await;
+    changes.publish(&ctx, &website);
     if became_ready {
-        publish(&ctx, &website, EventType::Normal, "Ready", "every web server pod is available".into()).await;
+        publish(&ctx, &website, EventType::Normal, "Ready", "every web server pod is available".into());
     }
     ctx.failures().remove(&ObjectRef::from_obj(website.as_ref()));
     ctx.metrics.reconciled(Outcome::success);
@@ -335,21 +335,21 @@ impl Changes {
 
     /// One event for each kind of change: a few events a Website, however many children; repeats of the same
     /// event are counted into a series by the recorder rather than posted anew.
-    async fn publish(self, ctx: &Context, website: &Website) {
+    fn publish(self, ctx: &Context, website: &Website) {
         if !self.created.is_empty() {
             let note = format!("created {}", self.created.join(", "));
-            publish(ctx, website, EventType::Normal, REASON_CREATED, note).await;
+            publish(ctx, website, EventType::Normal, REASON_CREATED, note);
         }
         if !self.updated.is_empty() {
             let note = format!("updated {} to the Website's new spec", self.updated.join(", "));
-            publish(ctx, website, EventType::Normal, REASON_UPDATED, note).await;
+            publish(ctx, website, EventType::Normal, REASON_UPDATED, note);
         }
         if !self.repaired.is_empty() {
             let note = format!(
                 "put back {}, which no longer matched what the Website declares (edited by someone else?)",
                 self.repaired.join(", ")
             );
-            publish(ctx, website, EventType::Normal, REASON_REPAIRED, note).await;
+            publish(ctx, website, EventType::Normal, REASON_REPAIRED, note);
         }
     }
 }
@@ -424,7 +424,7 @@ async fn report_conflicts(
     warn!(%message, attempt, retry_in_seconds = delay.as_secs(), "not writing children that are not the Website's own");
     let status = not_ready_status(website, REASON_CHILD_CONFLICT, &message, Time(Timestamp::now()));
     write_status(websites, website, status).await?;
-    publish(ctx, website, EventType::Warning, REASON_CHILD_CONFLICT, message).await;
+    publish(ctx, website, EventType::Warning, REASON_CHILD_CONFLICT, message);
     Ok(Action::requeue(delay))
 }
 
@@ -450,11 +450,10 @@ async fn write_status(api: &Api<Website>, website: &Website, status: WebsiteStat
     Ok(true)
 }
 
-async fn publish(ctx: &Context, website: &Website, type_: EventType, reason: &str, note: String) {
+/// Queues an event about `website`; the reconcile does not wait for it (see [`EventQueue`]).
+fn publish(ctx: &Context, website: &Website, type_: EventType, reason: &str, note: String) {
     let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-    if let Err(error) = ctx.recorder.publish(&event, &website.object_ref(&())).await {
-        warn!(%error, reason, "failed to publish an event");
-    }
+    ctx.events.send(event, website.object_ref(&()));
 }
 
 /// Retry delay after the `attempt`-th consecutive conflict: 5 s, doubling, at most [`CONFLICT_RETRY_MAX`].
@@ -477,7 +476,7 @@ pub fn error_policy(website: Arc<Website>, error: &Error, ctx: Arc<Context>) -> 
         retry_in_seconds = delay.as_secs(), "reconcile failed"
     );
     let note = format!("{error}; retrying in {}s", delay.as_secs());
-    tokio::spawn(async move { publish(&ctx, &website, EventType::Warning, "ReconcileFailed", note).await });
+    publish(&ctx, &website, EventType::Warning, "ReconcileFailed", note);
     Action::requeue(delay)
 }
 
@@ -660,6 +659,8 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness, metr
         }
     });
     let context = Arc::new(Context::new(client, settings.children.clone()).with_caches(caches).with_metrics(metrics));
+    // The events queued by the last reconciles are still published on a graceful stop, for a few seconds.
+    let events_drained = context.events.drained(Duration::from_secs(5));
     controller
         .run(reconcile_measured, error_policy, context)
         .for_each(|result| async move {
@@ -669,6 +670,7 @@ pub async fn run(client: Client, settings: &Settings, readiness: Readiness, metr
             }
         })
         .await;
+    events_drained.await;
     info!("controller stopped");
     Ok(())
 }
