@@ -63,6 +63,8 @@ pub struct Context {
     caches: ChildCaches,
     /// What the controller last saw of each child it wrote or checked.
     verified: children::Verified,
+    /// The status the controller last wrote to each Website, and over which version of it.
+    statuses: StatusWrites,
     /// The controller's metrics.
     metrics: Arc<Metrics>,
 }
@@ -91,6 +93,7 @@ impl Context {
             failures: Mutex::default(),
             caches: ChildCaches::default(),
             verified: children::Verified::default(),
+            statuses: StatusWrites::default(),
             metrics: Arc::default(),
         }
     }
@@ -171,6 +174,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         ctx.verified.forget::<Deployment>(&namespace, &name);
         ctx.verified.forget::<Service>(&namespace, &name);
         ctx.verified.forget::<NetworkPolicy>(&namespace, &name);
+        ctx.statuses.forget(&website);
         ctx.metrics.reconciled(Outcome::deleted);
         return Ok(Action::await_change());
     }
@@ -182,7 +186,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
         let message = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         warn!(%message, "not serving an invalid Website");
         let status = not_ready_status(&website, REASON_INVALID_SPEC, &message, Time(Timestamp::now()));
-        write_status(&websites, &website, status).await?;
+        write_status(&websites, &website, status, &ctx.statuses).await?;
         publish(&ctx, &website, EventType::Warning, REASON_INVALID_SPEC, message);
         ctx.metrics.reconciled(Outcome::invalid_spec);
         return Ok(Action::await_change());
@@ -286,7 +290,7 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     let url = resources::url(&website, &ctx.config);
     let status = desired_status(&website, Some(&deployment), url, Time(Timestamp::now()));
     let became_ready = transitioned_to(&website, &status, "True");
-    if write_status(&websites, &website, status).await? {
+    if write_status(&websites, &website, status, &ctx.statuses).await? {
         debug!("status updated");
     }
     changes.publish(&ctx, &website);
@@ -423,7 +427,7 @@ async fn report_conflicts(
     let delay = conflict_backoff(attempt);
     warn!(%message, attempt, retry_in_seconds = delay.as_secs(), "not writing children that are not the Website's own");
     let status = not_ready_status(website, REASON_CHILD_CONFLICT, &message, Time(Timestamp::now()));
-    write_status(websites, website, status).await?;
+    write_status(websites, website, status, &ctx.statuses).await?;
     publish(ctx, website, EventType::Warning, REASON_CHILD_CONFLICT, message);
     Ok(Action::requeue(delay))
 }
@@ -435,8 +439,61 @@ fn transitioned_to(website: &Website, status: &WebsiteStatus, to: &str) -> bool 
 }
 
 /// Writes `status` when it differs from what the Website has. Returns whether it wrote.
-async fn write_status(api: &Api<Website>, website: &Website, status: WebsiteStatus) -> Result<bool> {
-    if website.status.as_ref() == Some(&status) {
+/// The status the controller last wrote to each Website, with the version of the Website it was written over: a
+/// digest of both per Website (16 bytes).
+///
+/// A reconcile triggered again before the watch delivers the Website with its new status (a child's creation
+/// triggers one) computes the same status from the same, older, Website; it is not written twice. Any other change
+/// of the Website, its status included, changes its resourceVersion, and the status is compared anew.
+#[derive(Debug, Default)]
+pub struct StatusWrites {
+    written: Mutex<HashMap<u64, u64>>,
+}
+
+impl StatusWrites {
+    fn digest<T: std::hash::Hash>(value: &T) -> u64 {
+        use std::hash::Hasher as _;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn key(website: &Website) -> u64 {
+        Self::digest(&(website.metadata.namespace.as_deref(), website.metadata.name.as_deref()))
+    }
+
+    fn entry(website: &Website, status: &WebsiteStatus) -> Option<u64> {
+        let text = serde_json::to_string(status).ok()?;
+        Some(Self::digest(&(website.metadata.uid.as_deref()?, website.metadata.resource_version.as_deref()?, text)))
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `status` was already written over this very version of `website`.
+    fn already_written(&self, website: &Website, status: &WebsiteStatus) -> bool {
+        Self::entry(website, status).is_some_and(|entry| self.map().get(&Self::key(website)) == Some(&entry))
+    }
+
+    fn record(&self, website: &Website, status: &WebsiteStatus) {
+        if let Some(entry) = Self::entry(website, status) {
+            self.map().insert(Self::key(website), entry);
+        }
+    }
+
+    fn forget(&self, website: &Website) {
+        self.map().remove(&Self::key(website));
+    }
+}
+
+async fn write_status(
+    api: &Api<Website>,
+    website: &Website,
+    status: WebsiteStatus,
+    written: &StatusWrites,
+) -> Result<bool> {
+    if website.status.as_ref() == Some(&status) || written.already_written(website, &status) {
         return Ok(false);
     }
     let patch = json!({
@@ -447,6 +504,7 @@ async fn write_status(api: &Api<Website>, website: &Website, status: WebsiteStat
     api.patch_status(&website.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| Error::Apply { kind: "Website status", source })?;
+    written.record(website, &status);
     Ok(true)
 }
 

@@ -164,6 +164,47 @@ async fn a_new_website_creates_every_child_without_reading_it_then_applies_its_s
     assert_metric(&ctx, r#"website_controller_reconciles_total{result="success"} 1"#);
 }
 
+#[tokio::test]
+async fn a_reconcile_of_the_same_website_before_the_watch_shows_its_new_status_writes_it_once() {
+    let (ctx, mut handle) = context();
+    let mut w = website("https://github.com/luksa/kubia-website-example.git");
+    w.metadata.resource_version = Some("41".into());
+    let served = served_deployment(&w, 0);
+    let stored_website = serde_json::to_value(&w).expect("json");
+    let server = tokio::spawn(async move {
+        expect(&mut handle, Method::POST, CONFIG_MAPS, json!({})).await;
+        expect(&mut handle, Method::POST, SERVICES, json!({})).await;
+        expect(&mut handle, Method::POST, DEPLOYMENTS, stored(&served)).await;
+        expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
+        expect(&mut handle, Method::POST, EVENTS, json!({})).await;
+        handle
+    });
+    run(w.clone(), &ctx).await.expect("reconciles");
+    let handle = server.await.expect("the first reconcile's requests were made");
+    // Triggered again by its children's creation, with the Website as the watch still shows it (version 41, no
+    // status): its children exist now (409, read back as its own), and the status it would write is the one just
+    // written over version 41.
+    let config = ChildConfig::default();
+    let (config_map, service) = (
+        stored(&website_controller::resources::web_config(&w, &config).expect("builds")),
+        stored(&website_controller::resources::service(&w).expect("builds")),
+    );
+    let deployment = stored(&served_deployment(&w, 0));
+    let mut handle = handle;
+    let server = tokio::spawn(async move {
+        for (collection, object, one) in
+            [(CONFIG_MAPS, config_map, CONFIG_MAP), (SERVICES, service, SERVICE), (DEPLOYMENTS, deployment, DEPLOYMENT)]
+        {
+            expect_failure(&mut handle, Method::POST, collection, 409).await;
+            expect(&mut handle, Method::GET, one, object).await;
+        }
+        handle
+    });
+    run(w, &ctx).await.expect("reconciles");
+    let mut handle = server.await.expect("the children were read back");
+    assert!(futures::poll!(Box::pin(handle.next_request())).is_pending(), "the same status was written again");
+}
+
 /// `line` is in the context's metrics.
 fn assert_metric(ctx: &Context, line: &str) {
     let text = ctx.metrics().encode();
