@@ -244,37 +244,48 @@ pub async fn reconcile(website: Arc<Website>, ctx: Arc<Context>) -> Result<Actio
     // What this reconcile created, deleted again if a later child turns out to be someone else's.
     let mut created = Created::default();
     let verified = (uid.as_str(), &ctx.verified);
-    // The configuration first, as the pods mount it; the Deployment, which starts the pods, last.
-    match children::write(&apis.config_maps, config_claim, &web_config, verified).await? {
+    // The ConfigMap, the Service and the policy do not depend on each other: they are written at once, one round
+    // trip for all. The Deployment, which starts the pods (and mounts the ConfigMap), comes after them.
+    // Turning the policy off later leaves existing policies in place (the README says how to remove them): the
+    // controller then needs no access to NetworkPolicies at all.
+    let (config_written, policy_written, service_written) = futures::join!(
+        children::write(&apis.config_maps, config_claim, &web_config, verified),
+        async {
+            match (policy, policy_claim) {
+                (Some(policy), Some(claim)) => {
+                    children::write(&apis.network_policies, claim, &policy, verified).await.map(Some)
+                }
+                _ => Ok(None),
+            }
+        },
+        children::write(&apis.services, service_claim, &service, verified),
+    );
+    let mut conflicts = Vec::new();
+    match config_written? {
         Ok((written, change)) => {
             changes.note(&written, change);
             created.config_map = (change == children::Change::Created).then_some(written);
         }
-        Err(conflict) => return report_conflicts(&ctx, &websites, &website, &[conflict]).await,
+        Err(conflict) => conflicts.push(conflict),
     }
-    // Turning the policy off later leaves existing policies in place (the README says how to remove them): the
-    // controller then needs no access to NetworkPolicies at all.
-    if let (Some(policy), Some(claim)) = (policy, policy_claim) {
-        match children::write(&apis.network_policies, claim, &policy, verified).await? {
-            Ok((written, change)) => {
-                changes.note(&written, change);
-                created.network_policy = (change == children::Change::Created).then_some(written);
-            }
-            Err(conflict) => {
-                created.undo(&apis, &ctx.verified).await?;
-                return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
-            }
+    match policy_written? {
+        Some(Ok((written, change))) => {
+            changes.note(&written, change);
+            created.network_policy = (change == children::Change::Created).then_some(written);
         }
+        Some(Err(conflict)) => conflicts.push(conflict),
+        None => {}
     }
-    match children::write(&apis.services, service_claim, &service, verified).await? {
+    match service_written? {
         Ok((written, change)) => {
             changes.note(&written, change);
             created.service = (change == children::Change::Created).then_some(written);
         }
-        Err(conflict) => {
-            created.undo(&apis, &ctx.verified).await?;
-            return report_conflicts(&ctx, &websites, &website, &[conflict]).await;
-        }
+        Err(conflict) => conflicts.push(conflict),
+    }
+    if !conflicts.is_empty() {
+        created.undo(&apis, &ctx.verified).await?;
+        return report_conflicts(&ctx, &websites, &website, &conflicts).await;
     }
     let deployment = match children::write(&apis.deployments, deployment_claim, &deployment, verified).await? {
         Ok((deployment, change)) => {

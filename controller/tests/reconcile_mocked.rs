@@ -70,6 +70,46 @@ async fn answer(handle: &mut ApiHandle, method: Method, path: &str, code: u16, r
     (query, body)
 }
 
+/// One expected request of a group that the reconciler makes concurrently: its method and path, and the answer's
+/// code and body.
+type Expected = (Method, &'static str, u16, Value);
+
+/// Answers the next requests, in whatever order they come, each with the matching entry of `expected`; returns the
+/// query and body of each, in the order of `expected`.
+async fn expect_all(handle: &mut ApiHandle, expected: Vec<Expected>) -> Vec<(String, Value)> {
+    let mut bodies = vec![(String::new(), Value::Null); expected.len()];
+    let mut answered = vec![false; expected.len()];
+    for _ in 0..expected.len() {
+        let (request, send) = handle.next_request().await.expect("the reconciler made another request");
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let index = expected
+            .iter()
+            .enumerate()
+            .position(|(i, (m, p, _, _))| !answered[i] && *m == method && *p == path)
+            .unwrap_or_else(|| panic!("unexpected {method} {path}; expected one of {expected:?}"));
+        answered[index] = true;
+        let bytes = request.into_body().collect_bytes().await.expect("request body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        bodies[index] = (query, body);
+        let (_, _, code, reply) = &expected[index];
+        let reply = if *code >= 400 {
+            let reason = if *code == 409 { "AlreadyExists" } else { "Forbidden" };
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason,
+                   "code": code})
+        } else {
+            reply.clone()
+        };
+        send.send_response(
+            Response::builder()
+                .status(*code)
+                .body(Body::from(serde_json::to_vec(&reply).expect("reply")))
+                .expect("response"),
+        );
+    }
+    bodies
+}
+
 const CONFIG_MAP: &str = "/api/v1/namespaces/shop/configmaps/kubia-web";
 const CONFIG_MAPS: &str = "/api/v1/namespaces/shop/configmaps";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/kubia";
@@ -131,12 +171,20 @@ async fn a_new_website_creates_every_child_without_reading_it_then_applies_its_s
     let server = tokio::spawn(async move {
         // Absent children are created with a POST, which never changes an object created in between; the Deployment,
         // which starts pods, last.
-        let (q, body) = expect(&mut handle, Method::POST, CONFIG_MAPS, want_config_map.clone()).await;
-        assert_create(&q);
-        assert_eq!(body, want_config_map);
-        let (q, body) = expect(&mut handle, Method::POST, SERVICES, want_service.clone()).await;
-        assert_create(&q);
-        assert_eq!(body, want_service);
+        // The ConfigMap and the Service at once.
+        let bodies = expect_all(
+            &mut handle,
+            vec![
+                (Method::POST, CONFIG_MAPS, 201, want_config_map.clone()),
+                (Method::POST, SERVICES, 201, want_service.clone()),
+            ],
+        )
+        .await;
+        for (query, _) in &bodies {
+            assert_create(query);
+        }
+        assert_eq!(bodies[0].1, want_config_map);
+        assert_eq!(bodies[1].1, want_service);
         let (q, body) = expect(&mut handle, Method::POST, DEPLOYMENTS, stored(&served)).await;
         assert_create(&q);
         assert_eq!(body, want_deployment);
@@ -172,8 +220,11 @@ async fn a_reconcile_of_the_same_website_before_the_watch_shows_its_new_status_w
     let served = served_deployment(&w, 0);
     let stored_website = serde_json::to_value(&w).expect("json");
     let server = tokio::spawn(async move {
-        expect(&mut handle, Method::POST, CONFIG_MAPS, json!({})).await;
-        expect(&mut handle, Method::POST, SERVICES, json!({})).await;
+        expect_all(
+            &mut handle,
+            vec![(Method::POST, CONFIG_MAPS, 201, json!({})), (Method::POST, SERVICES, 201, json!({}))],
+        )
+        .await;
         expect(&mut handle, Method::POST, DEPLOYMENTS, stored(&served)).await;
         expect(&mut handle, Method::PATCH, STATUS, stored_website).await;
         expect(&mut handle, Method::POST, EVENTS, json!({})).await;
@@ -192,12 +243,18 @@ async fn a_reconcile_of_the_same_website_before_the_watch_shows_its_new_status_w
     let deployment = stored(&served_deployment(&w, 0));
     let mut handle = handle;
     let server = tokio::spawn(async move {
-        for (collection, object, one) in
-            [(CONFIG_MAPS, config_map, CONFIG_MAP), (SERVICES, service, SERVICE), (DEPLOYMENTS, deployment, DEPLOYMENT)]
-        {
-            expect_failure(&mut handle, Method::POST, collection, 409).await;
-            expect(&mut handle, Method::GET, one, object).await;
-        }
+        expect_all(
+            &mut handle,
+            vec![
+                (Method::POST, CONFIG_MAPS, 409, Value::Null),
+                (Method::POST, SERVICES, 409, Value::Null),
+                (Method::GET, CONFIG_MAP, 200, config_map),
+                (Method::GET, SERVICE, 200, service),
+            ],
+        )
+        .await;
+        expect_failure(&mut handle, Method::POST, DEPLOYMENTS, 409).await;
+        expect(&mut handle, Method::GET, DEPLOYMENT, deployment).await;
         handle
     });
     run(w, &ctx).await.expect("reconciles");
@@ -239,14 +296,22 @@ async fn children_the_cache_has_not_seen_are_read_once_their_create_answers_that
     drifted["spec"]["type"] = json!("NodePort");
     drifted["spec"]["clusterIP"] = json!("10.96.0.12");
     let server = tokio::spawn(async move {
-        expect_failure(&mut handle, Method::POST, CONFIG_MAPS, 409).await;
-        expect(&mut handle, Method::GET, CONFIG_MAP, config_map).await;
-        expect_failure(&mut handle, Method::POST, SERVICES, 409).await;
-        expect(&mut handle, Method::GET, SERVICE, drifted.clone()).await;
+        // The ConfigMap and the Service at once: both exist, and are read back as the Website's own.
+        let bodies = expect_all(
+            &mut handle,
+            vec![
+                (Method::POST, CONFIG_MAPS, 409, Value::Null),
+                (Method::POST, SERVICES, 409, Value::Null),
+                (Method::GET, CONFIG_MAP, 200, config_map),
+                (Method::GET, SERVICE, 200, drifted.clone()),
+                (Method::PATCH, SERVICE, 200, drifted),
+            ],
+        )
+        .await;
         // Only the drifted Service is written, with its uid as a precondition: an object deleted and recreated by
         // someone else in between is not overwritten.
-        let (q, body) = expect(&mut handle, Method::PATCH, SERVICE, drifted).await;
-        assert_apply(&q);
+        let (query, body) = &bodies[4];
+        assert_apply(query);
         assert_eq!(body["metadata"]["uid"], CHILD_UID);
         assert_eq!(body["spec"]["type"], "ClusterIP");
         expect_failure(&mut handle, Method::POST, DEPLOYMENTS, 409).await;
@@ -477,7 +542,11 @@ async fn a_refused_create_is_an_error_naming_the_child() {
     let (ctx, mut handle) = context();
     let w = website("https://github.com/luksa/kubia-website-example.git");
     let server = tokio::spawn(async move {
-        expect_failure(&mut handle, Method::POST, CONFIG_MAPS, 403).await;
+        expect_all(
+            &mut handle,
+            vec![(Method::POST, CONFIG_MAPS, 403, Value::Null), (Method::POST, SERVICES, 201, json!({}))],
+        )
+        .await;
         handle
     });
     let error = run(w, &ctx).await.expect_err("the create was refused");
