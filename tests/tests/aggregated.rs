@@ -114,6 +114,11 @@ async fn v1alpha1_is_a_second_view_of_the_same_websites_through_the_aggregator()
     ensure!(selected.trim() == "website.extensions.example.com/kubia", "{selected}");
     let none = env.kubectl(&["get", V1ALPHA1, "-l", "team=ops", "-o", "name"]).await?.ensure_success()?;
     ensure!(none.trim().is_empty(), "{none}");
+    // So do field selectors.
+    let named = env.kubectl(&["get", V1ALPHA1, "--field-selector", "metadata.name=kubia", "-o", "name"]).await?;
+    ensure!(named.ensure_success()?.trim() == "website.extensions.example.com/kubia", "field selector");
+    let other = env.kubectl(&["get", V1ALPHA1, "--field-selector", "metadata.name=blog", "-o", "name"]).await?;
+    ensure!(other.ensure_success()?.trim().is_empty(), "field selector");
 
     // A Website created through v1alpha1 is a v1 Website with the defaults, and the controller serves it.
     env.kubectl_stdin(&["create", "-f", "-"], &v1alpha1("blog", REPO)).await?.ensure_success()?;
