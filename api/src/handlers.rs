@@ -107,6 +107,21 @@ async fn authorize(req: &HttpRequest, state: &State, attributes: Attributes) -> 
     }
 }
 
+/// The namespace and name of a request for one Website, the form its answer takes, and its user, once allowed
+/// `verb` on that Website.
+async fn authorize_object(
+    req: &HttpRequest,
+    state: &State,
+    path: web::Path<(String, String)>,
+    verb: &'static str,
+) -> Result<(String, String, Form, UserInfo), ApiError> {
+    let (namespace, name) = object_of(path)?;
+    let form = form(req)?;
+    let attributes = Attributes { verb, namespace: Some(namespace.clone()), name: Some(name.clone()) };
+    let user = authorize(req, state, attributes).await?;
+    Ok((namespace, name, form, user))
+}
+
 /// Discovery and OpenAPI are for any caller the aggregator vouches for (in Kubernetes, every authenticated user may
 /// read them, through `system:discovery`).
 fn discoverer(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
@@ -272,10 +287,7 @@ async fn get(
     state: web::Data<State>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = object_of(path)?;
-    let form = form(&req)?;
-    authorize(&req, &state, Attributes { verb: "get", namespace: Some(namespace.clone()), name: Some(name.clone()) })
-        .await?;
+    let (namespace, name, form, _) = authorize_object(&req, &state, path, "get").await?;
     let path = format!("{}{}", v1_path(Some(&namespace), Some(&name)), query(&req, &[&["resourceVersion"]])?);
     respond(state.upstream.send(Method::GET, &path, None, None).await?, form)
 }
@@ -442,14 +454,7 @@ async fn update(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = object_of(path)?;
-    let form = form(&req)?;
-    let user = authorize(
-        &req,
-        &state,
-        Attributes { verb: "update", namespace: Some(namespace.clone()), name: Some(name.clone()) },
-    )
-    .await?;
+    let (namespace, name, form, user) = authorize_object(&req, &state, path, "update").await?;
     let object = json_body(&req, &body, JSON)?;
     check_identity(&object, &namespace, Some(&name))?;
     let stored = stored(&state, &namespace, &name).await?;
@@ -469,14 +474,7 @@ async fn patch(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = object_of(path)?;
-    let form = form(&req)?;
-    let user = authorize(
-        &req,
-        &state,
-        Attributes { verb: "patch", namespace: Some(namespace.clone()), name: Some(name.clone()) },
-    )
-    .await?;
+    let (namespace, name, form, user) = authorize_object(&req, &state, path, "patch").await?;
     let media = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let media = media.split(';').next().unwrap_or_default().trim().to_owned();
     let patch = match media.as_str() {
@@ -545,14 +543,7 @@ async fn delete(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = object_of(path)?;
-    let form = form(&req)?;
-    let user = authorize(
-        &req,
-        &state,
-        Attributes { verb: "delete", namespace: Some(namespace.clone()), name: Some(name.clone()) },
-    )
-    .await?;
+    let (namespace, name, form, user) = authorize_object(&req, &state, path, "delete").await?;
     let options = delete_options(&req, &body)?;
     let path = format!("{}{}", v1_path(Some(&namespace), Some(&name)), query(&req, &[DELETE_PARAMS])?);
     respond(state.upstream.send(Method::DELETE, &path, options, Some(&user)).await?, form)
