@@ -122,6 +122,20 @@ async fn authorize_object(
     Ok((namespace, name, form, user))
 }
 
+/// The namespace of a request for the Websites of a namespace, the form its answer takes, and its user, once
+/// allowed `verb` on them.
+async fn authorize_collection(
+    req: &HttpRequest,
+    state: &State,
+    path: web::Path<String>,
+    verb: &'static str,
+) -> Result<(String, Form, UserInfo), ApiError> {
+    let namespace = namespace_of(path)?;
+    let form = form(req)?;
+    let user = authorize(req, state, Attributes { verb, namespace: Some(namespace.clone()), name: None }).await?;
+    Ok((namespace, form, user))
+}
+
 /// Discovery and OpenAPI are for any caller the aggregator vouches for (in Kubernetes, every authenticated user may
 /// read them, through `system:discovery`).
 fn discoverer(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
@@ -397,10 +411,7 @@ async fn create(
     path: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let namespace = namespace_of(path)?;
-    let form = form(&req)?;
-    let user =
-        authorize(&req, &state, Attributes { verb: "create", namespace: Some(namespace.clone()), name: None }).await?;
+    let (namespace, form, user) = authorize_collection(&req, &state, path, "create").await?;
     let object = json_body(&req, &body, JSON)?;
     check_identity(&object, &namespace, None)?;
     let mut broken = Vec::new();
@@ -555,14 +566,7 @@ async fn delete_collection(
     path: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let namespace = namespace_of(path)?;
-    let form = form(&req)?;
-    let user = authorize(
-        &req,
-        &state,
-        Attributes { verb: "deletecollection", namespace: Some(namespace.clone()), name: None },
-    )
-    .await?;
+    let (namespace, form, user) = authorize_collection(&req, &state, path, "deletecollection").await?;
     let options = delete_options(&req, &body)?;
     let path = format!("{}{}", v1_path(Some(&namespace), None), query(&req, &[DELETE_PARAMS, LIST_PARAMS])?);
     respond(state.upstream.send(Method::DELETE, &path, options, Some(&user)).await?, form)

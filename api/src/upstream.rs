@@ -2,7 +2,7 @@
 //! requesting user (impersonation), and answers passed back as they came when they are errors.
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request};
 use http_body_util::BodyExt;
@@ -164,7 +164,7 @@ impl Upstream {
             let body = response.into_body().collect_bytes().await.map_err(unreachable)?;
             return Ok(Err(Answer { code, body }));
         }
-        Ok(Ok(response.into_body().into_data_stream().map(|chunk| chunk)))
+        Ok(Ok(response.into_body().into_data_stream()))
     }
 }
 
