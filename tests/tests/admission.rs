@@ -305,11 +305,13 @@ async fn a_website_stored_before_the_rules_can_be_labelled_annotated_and_deleted
     let after = get_json(&cp, "default", name).await?;
     ensure!(after["spec"] == stored_spec, "the refused edit changed the spec: {after}");
 
-    // The garbage collector removes the foregroundDeletion finalizer with an update of its own.
+    // The garbage collector removes the foregroundDeletion finalizer with an update of its own. It does so only once
+    // it watches Websites: it looks for new resources every 30 s, and the CRD was installed moments ago, so on a
+    // loaded machine that can take two of its rounds and more.
     cp.kubectl(&["delete", "-n", "default", &website, "--cascade=foreground", "--wait=false"])
         .await?
         .ensure_success()?;
-    eventually(Duration::from_secs(60), async || {
+    eventually(Duration::from_secs(120), async || {
         let out = cp.kubectl(&["get", "-n", "default", &website, "-o", "json"]).await?;
         ensure!(!out.success() && out.stderr.contains("NotFound"), "still stored: {}{}", out.stdout, out.stderr);
         Ok(())
