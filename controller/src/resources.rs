@@ -510,6 +510,41 @@ mod tests {
         assert!(git_sync.env.iter().flatten().all(|e| !e.name.starts_with("GIT_SYNC_")), "no v3 environment variables");
     }
 
+    /// git-sync v4.4's documented long flags (its README's manual), checked in with where they were read.
+    const GIT_SYNC_V4_4_FLAGS: &str = include_str!("git-sync-v4.4-flags.txt");
+
+    #[test]
+    fn every_flag_and_variable_given_to_git_sync_is_one_that_git_sync_v4_4_documents() {
+        let documented: Vec<&str> =
+            GIT_SYNC_V4_4_FLAGS.lines().filter(|l| l.starts_with("--")).map(str::trim).collect();
+        assert!(documented.len() >= 40 && documented.contains(&"--repo"), "the list was read: {documented:?}");
+        let deployments = [
+            deployment(&website(spec()), &ChildConfig::default()).expect("builds"),
+            with_credentials("https://github.com/org/private.git", CredentialsKind::Https),
+            with_credentials("git@github.com:org/private.git", CredentialsKind::Ssh),
+        ];
+        let mut seen = 0;
+        for d in &deployments {
+            let git_sync = container(d, GIT_SYNC_CONTAINER);
+            for arg in git_sync.args.iter().flatten() {
+                let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+                assert!(documented.contains(&name), "{arg}: {name} is not a documented git-sync v4.4 flag");
+                seen += 1;
+            }
+            // Its variables are the flags' own ($GITSYNC_<FLAG>), and HOME.
+            for var in git_sync.env.iter().flatten().filter(|e| e.name != "HOME") {
+                let flag =
+                    var.name.strip_prefix("GITSYNC_").map(|f| format!("--{}", f.to_lowercase().replace('_', "-")));
+                assert!(
+                    flag.as_deref().is_some_and(|f| documented.contains(&f)),
+                    "{} is not the variable of a documented git-sync v4.4 flag",
+                    var.name
+                );
+            }
+        }
+        assert!(seen >= 8 * 3 + 4, "every Deployment's arguments were checked ({seen})");
+    }
+
     fn with_credentials(git_repo: &str, kind: CredentialsKind) -> Deployment {
         let s = WebsiteSpec {
             credentials: Some(GitCredentials { kind, secret_name: "site-creds".into() }),
