@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n[test] %s\n' "$*" >&2; }
 
-step "provisioning the control-plane binaries"
-assets=$(scripts/provision.sh | tail -n 1)
+step "provisioning the control-plane and node binaries"
+assets=$(scripts/provision.sh --with-node | tail -n 1)
 # The merged directory: binaries from $KUBEBUILDER_ASSETS where present, the rest provisioned.
 export KUBEBUILDER_ASSETS=$assets
 

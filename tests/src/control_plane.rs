@@ -630,7 +630,7 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// `N` distinct free loopback ports: all are held at once while probing.
-fn free_ports<const N: usize>() -> Result<[u16; N]> {
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let mut ports = [0; N];
     let mut listeners = Vec::with_capacity(N);
     for port in &mut ports {
@@ -641,7 +641,7 @@ fn free_ports<const N: usize>() -> Result<[u16; N]> {
     Ok(ports)
 }
 
-fn loopback(port: u16) -> SocketAddr {
+pub(crate) fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
@@ -651,7 +651,7 @@ fn is_port_race(err: &anyhow::Error) -> bool {
 }
 
 /// `--name=value` with a path value.
-fn flag(name: &str, value: &Path) -> std::ffi::OsString {
+pub(crate) fn flag(name: &str, value: &Path) -> std::ffi::OsString {
     let mut flag = std::ffi::OsString::from(format!("--{name}="));
     flag.push(value);
     flag

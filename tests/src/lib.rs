@@ -46,6 +46,7 @@ pub mod aggregated;
 pub mod assets;
 pub mod control_plane;
 pub mod helm;
+pub mod node;
 pub mod operator;
 pub mod process;
 pub mod self_managed;
