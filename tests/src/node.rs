@@ -497,6 +497,25 @@ state = "{root}/state"
 
     async fn wait_until_schedulable(&mut self, cp: &ControlPlane) -> Result<()> {
         let started = Instant::now();
+        // The kubelet refuses a loopback node IP and then reports no address at all, and the API server could not
+        // reach it for `kubectl logs`. Its address is 127.0.0.1: say so. The kubelet keeps it, since its own address
+        // setter fails before it changes anything. InternalIP only: the API server would look a host name up in DNS.
+        eventually(Duration::from_secs(60), async || {
+            cp.kubectl(&[
+                "patch",
+                "node",
+                NODE_NAME,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}"#,
+            ])
+            .await?
+            .ensure_success()?;
+            Ok(())
+        })
+        .await
+        .context("the kubelet did not register the node")?;
         let waited = eventually(Duration::from_secs(90), async || {
             let out = cp
                 .kubectl(&[

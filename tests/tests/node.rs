@@ -56,6 +56,10 @@ async fn websites_run_as_real_pods_served_updated_scaled_and_an_unreachable_repo
         statuses.len() == 2 && statuses.iter().all(|c| c["ready"] == true && c["state"]["running"].is_object()),
         "both containers should run and be ready: {statuses:?}"
     );
+    // The API server reaches the kubelet (at 127.0.0.1) for logs: git-sync published the commit.
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let log = cp.kubectl(&["logs", &pod, "-c", "git-sync"]).await?.ensure_success()?;
+    ensure!(log.contains("published ") && log.contains(&git.url()), "git-sync's log does not say it published: {log}");
     let site = SocketAddr::new(service_ip(&cp, "site").await?, 80);
     let (status, body) = http_get(site, "/").await?;
     ensure!(status == 200 && body == "<h1>first</h1>\n", "GET / through the ClusterIP: {status} {body:?}");
