@@ -132,7 +132,6 @@ pub struct Node {
     kube_proxy: Option<ChildProcess>,
     scheduler: Option<ChildProcess>,
     containerd: Option<ChildProcess>,
-    kube_proxy_binary: PathBuf,
     before: HostState,
     made_bridge: bool,
     /// Held for the node's life; closing it releases the lock.
@@ -238,11 +237,17 @@ impl Node {
             Path::new("/usr/lib/cni/bridge").is_file(),
             "no CNI plugins in /usr/lib/cni: run `scripts/provision.sh --with-node`"
         );
+        // kube-proxy v1.20 removes IPVS rules it takes for its own leftovers, even in iptables mode.
+        let ipvs = fs::read_to_string("/proc/net/ip_vs").unwrap_or_default();
+        ensure!(
+            !ipvs.lines().any(|l| l.starts_with("TCP") || l.starts_with("UDP") || l.starts_with("FWM")),
+            "this machine has IPVS virtual servers (/proc/net/ip_vs), which kube-proxy could remove: no node here"
+        );
         let images = Images::build(&pause_bin).await?;
 
         let (mut lock, previous) = take_lock().await?;
         // Holding the lock, whatever is left of a node is a killed run's: remove it.
-        remove_leftovers(previous.as_deref(), &proxy_bin);
+        remove_leftovers(previous.as_deref());
 
         let tempdir = tempfile::Builder::new()
             .prefix("website-node-")
@@ -267,7 +272,6 @@ impl Node {
             kube_proxy: None,
             scheduler: None,
             containerd: None,
-            kube_proxy_binary: proxy_bin.clone(),
             before,
             made_bridge: false,
             _lock: lock,
@@ -596,7 +600,6 @@ impl Drop for Node {
         }
         unmount_below(&self.dir);
         remove_cgroup_root();
-        let _ = Command::new(&self.kube_proxy_binary).arg("--cleanup").output();
         self.before.restore();
         if self.made_bridge {
             let _ = run("ip", &["route", "del", SERVICE_SUBNET, "dev", BRIDGE]);
@@ -751,7 +754,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<()> {
 ///
 /// # Errors
 /// When the lock file cannot be opened.
-pub fn clean_up_after_a_killed_node(kube_proxy: &Path) -> Result<bool> {
+pub fn clean_up_after_a_killed_node() -> Result<bool> {
     let mut file = match File::options().read(true).write(true).open(LOCK_PATH) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -764,7 +767,7 @@ pub fn clean_up_after_a_killed_node(kube_proxy: &Path) -> Result<bool> {
     std::io::Read::read_to_string(&mut file, &mut previous)?;
     let previous = Some(PathBuf::from(previous.trim())).filter(|p| p.is_absolute());
     let left = previous.as_deref().is_some_and(Path::exists) || Path::new("/sys/class/net").join(BRIDGE).exists();
-    remove_leftovers(previous.as_deref(), kube_proxy);
+    remove_leftovers(previous.as_deref());
     Ok(left)
 }
 
@@ -810,9 +813,9 @@ async fn take_lock() -> Result<(File, Option<PathBuf>)> {
 
 /// Removes what a killed node left. Only called with the lock held, so no node is running: `previous` is the
 /// directory of the last node. Its processes (container shims, and the containers in its cgroups) are killed,
-/// then its pods' network namespaces, its mounts, its directory, the bridge (and with it the route), kube-proxy's
-/// rules and the forwarding rule are removed.
-fn remove_leftovers(previous: Option<&Path>, kube_proxy: &Path) {
+/// then its pods' network namespaces, its mounts and its directory, the bridge (and with it the route), the
+/// iptables rules and chains added after its snapshot of the host, and the forwarding rule are removed.
+fn remove_leftovers(previous: Option<&Path>) {
     let bridge = Path::new("/sys/class/net").join(BRIDGE).exists();
     let dir = previous.filter(|d| d.exists());
     if !bridge && dir.is_none() && cgroup_hierarchies().iter().all(|h| !h.join(CGROUP_ROOT).exists()) {
@@ -848,7 +851,6 @@ fn remove_leftovers(previous: Option<&Path>, kube_proxy: &Path) {
     if bridge {
         let _ = run("ip", &["link", "del", BRIDGE]);
     }
-    let _ = Command::new(kube_proxy).arg("--cleanup").output();
     if let Some(before) = before {
         before.restore();
     }

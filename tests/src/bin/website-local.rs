@@ -170,12 +170,7 @@ fn stop() -> Result<()> {
 
 /// Removes what a killed node left (containers, network namespaces, the bridge, iptables rules), if anything.
 fn clean_up_node() -> Result<()> {
-    let kube_proxy = website_e2e::Assets::locate().map(|a| a.dir.join("kube-proxy"));
-    if let Ok(kube_proxy) = kube_proxy
-        && kube_proxy.exists()
-        && nix::unistd::geteuid().is_root()
-        && clean_up_after_a_killed_node(&kube_proxy)?
-    {
+    if nix::unistd::geteuid().is_root() && clean_up_after_a_killed_node()? {
         println!("removed what a killed node left behind");
     }
     Ok(())
