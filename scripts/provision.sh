@@ -5,7 +5,7 @@
 #
 # With --with-node it also obtains what a node needs: kubelet, kube-proxy and kube-scheduler (built from the same
 # source as kube-apiserver), the pod sandbox's `pause` (compiled from that source's build/pause), and Debian's
-# containerd, runc, CNI plugins, iptables and busybox-static (the last for the locally built images).
+# containerd, runc, CNI plugins, iptables, and busybox-static, git and nginx-light for the locally built images.
 #
 # Order of preference for each binary:
 #   1. $KUBEBUILDER_ASSETS (the envtest convention), when set and holding it;
@@ -199,7 +199,8 @@ NODE_BINARIES=(kubelet kube-proxy kube-scheduler pause)
 # them to a bridge, kube-proxy programs iptables, and busybox-static is the shell and tools of the locally built
 # images. Installing containerd starts no daemon that the node uses: the node runs its own, with its own state.
 node_packages() {
-  apt_install containerd runc containernetworking-plugins iptables busybox-static
+  # git and nginx-light: Debian's own builds, which scripts/images.sh copies into the images.
+  apt_install containerd runc containernetworking-plugins iptables busybox-static git nginx-light
   [ -x /usr/lib/cni/bridge ] || die "the CNI bridge plugin is not at /usr/lib/cni/bridge after installing containernetworking-plugins"
 }
 

@@ -237,6 +237,16 @@ impl Node {
             Path::new("/usr/lib/cni/bridge").is_file(),
             "no CNI plugins in /usr/lib/cni: run `scripts/provision.sh --with-node`"
         );
+        // Pods reach the git server through its ClusterIP, from the same bridge: the reply must pass conntrack.
+        let bridge_netfilter = Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+        if !bridge_netfilter.exists() {
+            let _ = Command::new("modprobe").arg("br_netfilter").output();
+        }
+        ensure!(
+            bridge_netfilter.exists(),
+            "the kernel module br_netfilter is not loaded and `modprobe br_netfilter` did not load it: pods could not \
+             reach a Service on their own bridge"
+        );
         // kube-proxy v1.20 removes IPVS rules it takes for its own leftovers, even in iptables mode.
         let ipvs = fs::read_to_string("/proc/net/ip_vs").unwrap_or_default();
         ensure!(
@@ -309,6 +319,10 @@ impl Node {
     /// The bridge with the gateway address, and the Service range routed through it; a drop of anything the pods
     /// would forward to another interface.
     fn network(&mut self) -> Result<()> {
+        // Bridged traffic through iptables, so that a reply from a Service's pod on the same bridge is un-NATed.
+        // Restored on clean-up with the other sysctls.
+        fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1")
+            .context("failed to set net.bridge.bridge-nf-call-iptables")?;
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
         self.made_bridge = true;
         run("ip", &["addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE])?;
