@@ -61,6 +61,11 @@ pub struct ControlPlaneOptions {
     /// certificate the aggregator presents to aggregated API servers ([`ControlPlane::front_proxy`]). Default:
     /// `false`.
     pub aggregation: bool,
+    /// Prepare for a [`Node`](crate::node::Node): kube-controller-manager also runs the controllers a node needs
+    /// ([`NODE_CONTROLLERS`](crate::node::NODE_CONTROLLERS)), and the API server presents a client certificate to
+    /// kubelets, from a CA made for the run ([`ControlPlane::kubelet_client_ca`]) that is the only one the node's
+    /// kubelet accepts. Default: `false`.
+    pub node: bool,
 }
 
 /// The aggregation layer's front proxy: the CA aggregated API servers verify the aggregator's client certificate
@@ -80,6 +85,11 @@ pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
 /// A front-proxy CA and the aggregator's client certificate, valid for a day.
 fn front_proxy() -> Result<FrontProxy> {
+    ca_and_client("website-e2e-front-proxy-ca", FRONT_PROXY_CLIENT)
+}
+
+/// A CA made for the run and a client certificate it signed for `client` (a day's validity).
+fn ca_and_client(ca_name: &str, client_name: &str) -> Result<FrontProxy> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
         PKCS_ECDSA_P256_SHA256,
@@ -89,23 +99,23 @@ fn front_proxy() -> Result<FrontProxy> {
         params.not_before = now - time::Duration::minutes(5);
         params.not_after = now + time::Duration::days(1);
     };
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("failed to generate the front-proxy CA key")?;
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("failed to generate a CA key")?;
     let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "website-e2e-front-proxy-ca");
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     window(&mut ca);
-    let ca_cert = ca.self_signed(&ca_key).context("failed to make the front-proxy CA")?;
+    let ca_cert = ca.self_signed(&ca_key).with_context(|| format!("failed to make the CA {ca_name}"))?;
     let issuer = Issuer::new(ca, ca_key);
-    let client_key =
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("failed to generate the front-proxy client key")?;
+    let client_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("failed to generate a client key")?;
     let mut client = CertificateParams::default();
-    client.distinguished_name.push(DnType::CommonName, FRONT_PROXY_CLIENT);
+    client.distinguished_name.push(DnType::CommonName, client_name);
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     window(&mut client);
-    let client_cert =
-        client.signed_by(&client_key, &issuer).context("failed to make the front-proxy client certificate")?;
+    let client_cert = client
+        .signed_by(&client_key, &issuer)
+        .with_context(|| format!("failed to make the client certificate {client_name}"))?;
     Ok(FrontProxy {
         ca_pem: ca_cert.pem(),
         client_cert_pem: client_cert.pem(),
@@ -123,6 +133,7 @@ impl Default for ControlPlaneOptions {
             keep_state_dir: std::env::var_os(KEEP_STATE_ENV).is_some_and(|v| !v.is_empty() && v != "0"),
             apiserver_args: Vec::new(),
             aggregation: false,
+            node: false,
         }
     }
 }
@@ -185,6 +196,7 @@ pub struct ControlPlane {
     keep_state_dir: bool,
     controller_manager: Option<ChildProcess>,
     front_proxy: Option<FrontProxy>,
+    kubelet_client_ca: Option<PathBuf>,
     apiserver: ChildProcess,
     etcd: ChildProcess,
     /// Declared last so that it is deleted after the processes using it have stopped.
@@ -349,6 +361,21 @@ impl ControlPlane {
         } else {
             None
         };
+        let kubelet_client_ca = if options.node {
+            let client = ca_and_client("website-e2e-kubelet-client-ca", "kube-apiserver-kubelet-client")?;
+            let (ca, cert, key) = (
+                state.join("kubelet-client-ca.crt"),
+                state.join("kubelet-client.crt"),
+                state.join("kubelet-client.key"),
+            );
+            write_private(&ca, client.ca_pem.as_bytes())?;
+            write_private(&cert, client.client_cert_pem.as_bytes())?;
+            write_private(&key, client.client_key_pem.as_bytes())?;
+            apiserver.arg(flag("kubelet-client-certificate", &cert)).arg(flag("kubelet-client-key", &key));
+            Some(ca)
+        } else {
+            None
+        };
         apiserver.args(&options.apiserver_args);
         let mut apiserver = ChildProcess::spawn("kube-apiserver", apiserver, &state)?;
 
@@ -372,11 +399,15 @@ impl ControlPlane {
 
         let controller_manager = match (&assets.kube_controller_manager, options.controller_manager) {
             (Some(binary), true) => {
+                let mut controllers = options.controllers.clone();
+                if options.node {
+                    controllers.extend(crate::node::NODE_CONTROLLERS.iter().map(|&c| c.to_owned()));
+                }
                 let kubeconfig = state.join("kube-controller-manager.kubeconfig");
                 write_kubeconfig(&kubeconfig, &server_url, &ca_path, "system:kube-controller-manager", &kcm_token)?;
                 let mut kcm = Command::new(binary);
                 kcm.arg(flag("kubeconfig", &kubeconfig))
-                    .arg(format!("--controllers={}", options.controllers.join(",")))
+                    .arg(format!("--controllers={}", controllers.join(",")))
                     .arg(flag("service-account-private-key-file", &sa_key))
                     .arg(flag("root-ca-file", &ca_path))
                     .arg("--leader-elect=false")
@@ -406,6 +437,7 @@ impl ControlPlane {
             keep_state_dir: options.keep_state_dir,
             controller_manager,
             front_proxy,
+            kubelet_client_ca,
             apiserver,
             etcd,
             state_dir: None,
@@ -415,6 +447,13 @@ impl ControlPlane {
     /// The aggregation layer's front proxy, when it was turned on ([`ControlPlaneOptions::aggregation`]).
     pub fn front_proxy(&self) -> Option<&FrontProxy> {
         self.front_proxy.as_ref()
+    }
+
+    /// The CA of the client certificate the API server presents to kubelets, when the control plane was started
+    /// for a node ([`ControlPlaneOptions::node`]).
+    #[must_use]
+    pub fn kubelet_client_ca(&self) -> Option<&Path> {
+        self.kubelet_client_ca.as_deref()
     }
 
     /// The admin kubeconfig file (token of a `system:masters` user, CA of the API server).

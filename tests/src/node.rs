@@ -129,6 +129,7 @@ pub struct Node {
     dir: PathBuf,
     ctr_socket: PathBuf,
     kubelet: Option<ChildProcess>,
+    kubelet_port: u16,
     kube_proxy: Option<ChildProcess>,
     scheduler: Option<ChildProcess>,
     containerd: Option<ChildProcess>,
@@ -206,14 +207,18 @@ impl HostState {
 }
 
 impl Node {
-    /// Starts a node for `cp` and waits until it is Ready and schedulable. `cp` must run kube-controller-manager
-    /// with [`NODE_CONTROLLERS`] among its controllers.
+    /// Starts a node for `cp` and waits until it is Ready and schedulable. `cp` must have been started for a node
+    /// ([`ControlPlaneOptions::node`](crate::ControlPlaneOptions::node)).
     ///
     /// # Errors
     /// When this is not root, a part of the node is missing (run `scripts/provision.sh --with-node`), or a
     /// process does not start; the error quotes the end of its log.
     pub async fn start(cp: &ControlPlane) -> Result<Self> {
         ensure!(nix_is_root(), "a node needs root (it creates a bridge, network namespaces and cgroups)");
+        let client_ca = cp
+            .kubelet_client_ca()
+            .ok_or_else(|| anyhow!("the control plane was not started for a node (ControlPlaneOptions::node)"))?
+            .to_path_buf();
         let assets = cp.assets().dir.clone();
         let binary = |name: &str| -> Result<PathBuf> {
             let path = assets.join(name);
@@ -279,6 +284,7 @@ impl Node {
             ctr_socket: dir.join("containerd/containerd.sock"),
             dir,
             kubelet: None,
+            kubelet_port: 0,
             kube_proxy: None,
             scheduler: None,
             containerd: None,
@@ -290,7 +296,7 @@ impl Node {
         node.network()?;
         node.start_containerd().await?;
         node.import_images().await?;
-        node.start_kubelet(cp, &kubelet_bin).await?;
+        node.start_kubelet(cp, &kubelet_bin, &client_ca).await?;
         node.start_kube_proxy(cp, &proxy_bin).await?;
         node.start_scheduler(cp, &scheduler_bin).await?;
         node.wait_until_schedulable(cp).await?;
@@ -300,6 +306,11 @@ impl Node {
     /// The images the node holds.
     pub fn images(&self) -> &Images {
         &self.images
+    }
+
+    /// The kubelet's API: `https://127.0.0.1:<port>`, for the API server's client certificate only.
+    pub fn kubelet_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.kubelet_port)
     }
 
     /// The node's directory (its processes' state and logs).
@@ -420,7 +431,7 @@ state = "{root}/state"
             .context("failed to run ctr")
     }
 
-    async fn start_kubelet(&mut self, cp: &ControlPlane, binary: &Path) -> Result<()> {
+    async fn start_kubelet(&mut self, cp: &ControlPlane, binary: &Path, client_ca: &Path) -> Result<()> {
         make_cgroup_root()?;
         let [port, healthz] = free_ports::<2>()?;
         let config = serde_json::json!({
@@ -436,8 +447,13 @@ state = "{root}/state"
             "failSwapOn": false,
             // kube-proxy makes the chains it needs; the kubelet adds none of its own to the host's tables.
             "makeIPTablesUtilChains": false,
-            // Local only: the API server is the only client, over loopback.
-            "authentication": { "anonymous": { "enabled": true }, "webhook": { "enabled": false } },
+            // Only the API server, with the client certificate made for this run, may use the kubelet's API (logs,
+            // exec): no other process of this machine.
+            "authentication": {
+                "x509": { "clientCAFile": client_ca },
+                "anonymous": { "enabled": false },
+                "webhook": { "enabled": false },
+            },
             "authorization": { "mode": "AlwaysAllow" },
             // Pods get no name server: nothing they resolve can lead off this machine.
             "resolvConf": "",
@@ -463,6 +479,7 @@ state = "{root}/state"
             .arg("--node-ip=127.0.0.1")
             .arg(format!("--pod-infra-container-image={}", self.images.pause))
             .arg("--v=1");
+        self.kubelet_port = port;
         let mut kubelet = ChildProcess::spawn("kubelet", command, &self.dir)?;
         kubelet.wait_for_port(loopback(healthz), Duration::from_secs(60)).await?;
         self.kubelet = Some(kubelet);

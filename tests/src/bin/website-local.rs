@@ -19,8 +19,7 @@ use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use website_e2e::aggregated::AggregatedApi;
-use website_e2e::control_plane::DEFAULT_CONTROLLERS;
-use website_e2e::node::{GitServer, NODE_CONTROLLERS, Node, clean_up_after_a_killed_node};
+use website_e2e::node::{GitServer, Node, clean_up_after_a_killed_node};
 use website_e2e::operator::workspace_root;
 use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions};
 
@@ -63,13 +62,12 @@ async fn up(with_node: bool) -> Result<()> {
         .with_context(|| format!("failed to write {}", pid_file.display()))?;
     let started = Instant::now();
     eprintln!("starting etcd, kube-apiserver and kube-controller-manager...");
-    let mut controllers: Vec<String> = DEFAULT_CONTROLLERS.iter().map(|&c| c.to_owned()).collect();
-    if with_node {
-        controllers.extend(NODE_CONTROLLERS.iter().map(|&c| c.to_owned()));
-    }
-    let cp =
-        ControlPlane::start(ControlPlaneOptions { aggregation: true, controllers, ..ControlPlaneOptions::default() })
-            .await?;
+    let cp = ControlPlane::start(ControlPlaneOptions {
+        aggregation: true,
+        node: with_node,
+        ..ControlPlaneOptions::default()
+    })
+    .await?;
     let node = if with_node {
         eprintln!("starting a node: containerd, the kubelet, kube-proxy and kube-scheduler...");
         Some(Node::start(&cp).await?)
