@@ -88,6 +88,22 @@ fn front_proxy() -> Result<FrontProxy> {
     ca_and_client("website-e2e-front-proxy-ca", FRONT_PROXY_CLIENT)
 }
 
+impl FrontProxy {
+    /// Writes the CA, the client certificate and its key to `<dir>/<prefix>-ca.crt`, `<prefix>-client.crt` and
+    /// `<prefix>-client.key`, readable by their owner only; returns the three paths.
+    fn write(&self, dir: &Path, prefix: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+        let paths = (
+            dir.join(format!("{prefix}-ca.crt")),
+            dir.join(format!("{prefix}-client.crt")),
+            dir.join(format!("{prefix}-client.key")),
+        );
+        write_private(&paths.0, self.ca_pem.as_bytes())?;
+        write_private(&paths.1, self.client_cert_pem.as_bytes())?;
+        write_private(&paths.2, self.client_key_pem.as_bytes())?;
+        Ok(paths)
+    }
+}
+
 /// A CA made for the run and a client certificate it signed for `client` (a day's validity).
 fn ca_and_client(ca_name: &str, client_name: &str) -> Result<FrontProxy> {
     use rcgen::{
@@ -341,14 +357,7 @@ impl ControlPlane {
             .arg("--allow-privileged=true");
         let front_proxy = if options.aggregation {
             let proxy = front_proxy()?;
-            let (ca, cert, key) = (
-                state.join("front-proxy-ca.crt"),
-                state.join("front-proxy-client.crt"),
-                state.join("front-proxy-client.key"),
-            );
-            write_private(&ca, proxy.ca_pem.as_bytes())?;
-            write_private(&cert, proxy.client_cert_pem.as_bytes())?;
-            write_private(&key, proxy.client_key_pem.as_bytes())?;
+            let (ca, cert, key) = proxy.write(&state, "front-proxy")?;
             apiserver
                 .arg(flag("requestheader-client-ca-file", &ca))
                 .arg(format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"))
@@ -363,14 +372,7 @@ impl ControlPlane {
         };
         let kubelet_client_ca = if options.node {
             let client = ca_and_client("website-e2e-kubelet-client-ca", "kube-apiserver-kubelet-client")?;
-            let (ca, cert, key) = (
-                state.join("kubelet-client-ca.crt"),
-                state.join("kubelet-client.crt"),
-                state.join("kubelet-client.key"),
-            );
-            write_private(&ca, client.ca_pem.as_bytes())?;
-            write_private(&cert, client.client_cert_pem.as_bytes())?;
-            write_private(&key, client.client_key_pem.as_bytes())?;
+            let (ca, cert, key) = client.write(&state, "apiserver-kubelet")?;
             apiserver.arg(flag("kubelet-client-certificate", &cert)).arg(flag("kubelet-client-key", &key));
             Some(ca)
         } else {
