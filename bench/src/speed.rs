@@ -425,7 +425,11 @@ async fn latency(settings: &Settings, webhooks: &Webhooks, bins: &Binaries) -> R
     // Round 0 records nothing: a control plane that has just started (and has just installed the CRD) has
     // background work of its own for a few seconds, which would land in the first configuration's samples.
     for round in 0..=settings.rounds {
-        for (i, (name, admission, url)) in configurations.iter().enumerate() {
+        // Each round starts with another configuration, so that none of them always runs right after the same
+        // one (or right after a switch away from no webhook): over 3 rounds, each takes each place once.
+        let shift = round.saturating_sub(1) % configurations.len();
+        for i in (0..configurations.len()).map(|k| (k + shift) % configurations.len()) {
+            let (name, admission, url) = &configurations[i];
             cluster::use_webhooks(cp, *admission, url, &webhooks.ca_pem).await?;
             let warmup = if round == 0 { settings.latency_warmup } else { settings.latency_warmup / 3 };
             for _ in 0..warmup {
