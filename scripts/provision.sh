@@ -199,8 +199,9 @@ NODE_BINARIES=(kubelet kube-proxy kube-scheduler pause)
 # them to a bridge, kube-proxy programs iptables, and busybox-static is the shell and tools of the locally built
 # images. Installing containerd starts no daemon that the node uses: the node runs its own, with its own state.
 node_packages() {
-  # git and nginx-light: Debian's own builds, which scripts/images.sh copies into the images.
-  apt_install containerd runc containernetworking-plugins iptables busybox-static git nginx-light
+  # git and nginx-light: Debian's own builds, which scripts/images.sh copies into the images. curl: the node's test
+  # asks the kubelet for what it must refuse.
+  apt_install containerd runc containernetworking-plugins iptables busybox-static git nginx-light curl
   [ -x /usr/lib/cni/bridge ] || die "the CNI bridge plugin is not at /usr/lib/cni/bridge after installing containernetworking-plugins"
 }
 
