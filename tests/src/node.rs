@@ -794,9 +794,7 @@ pub fn clean_up_after_a_killed_node() -> Result<bool> {
     if file.try_lock().is_err() {
         return Ok(false);
     }
-    let mut previous = String::new();
-    std::io::Read::read_to_string(&mut file, &mut previous)?;
-    let previous = Some(PathBuf::from(previous.trim())).filter(|p| p.is_absolute());
+    let previous = previous_node_dir(&mut file)?;
     let left = previous.as_deref().is_some_and(Path::exists) || Path::new("/sys/class/net").join(BRIDGE).exists();
     remove_leftovers(previous.as_deref());
     Ok(left)
@@ -836,10 +834,15 @@ async fn take_lock() -> Result<(File, Option<PathBuf>)> {
             }
         }
     }
-    let mut previous = String::new();
-    std::io::Read::read_to_string(&mut file, &mut previous)?;
-    let previous = Some(PathBuf::from(previous.trim())).filter(|p| p.is_absolute());
+    let previous = previous_node_dir(&mut file)?;
     Ok((file, previous))
+}
+
+/// The directory that the last node to hold the lock recorded in `lock`, if any.
+fn previous_node_dir(lock: &mut File) -> Result<Option<PathBuf>> {
+    let mut previous = String::new();
+    std::io::Read::read_to_string(lock, &mut previous).with_context(|| format!("failed to read {LOCK_PATH}"))?;
+    Ok(Some(PathBuf::from(previous.trim())).filter(|p| p.is_absolute()))
 }
 
 /// Removes what a killed node left. Only called with the lock held, so no node is running: `previous` is the

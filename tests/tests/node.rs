@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use website_e2e::node::{GitServer, Node};
+use website_e2e::operator;
 use website_e2e::{ControlPlane, ControlPlaneOptions, Operator, OperatorOptions, eventually};
 
 /// The Websites' `syncIntervalSeconds`: the least the schema accepts, so that a new commit shows quickly.
@@ -188,24 +188,11 @@ async fn service_ip(cp: &ControlPlane, name: &str) -> Result<IpAddr> {
     ip.trim().parse().with_context(|| format!("the Service {name} has no ClusterIP: {ip:?}"))
 }
 
-/// A plain HTTP/1.0 GET; the status code and the body.
+/// A plain-HTTP GET through the node's network ([`operator::http_get`]), given 10 s: a ClusterIP without a route
+/// would otherwise hang.
 async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: site\r\n\r\n").as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
-    };
-    let response = tokio::time::timeout(Duration::from_secs(10), exchange)
+    tokio::time::timeout(Duration::from_secs(10), operator::http_get(addr, path))
         .await
         .map_err(|_| anyhow!("GET http://{addr}{path} timed out"))?
-        .with_context(|| format!("GET http://{addr}{path}"))?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("GET http://{addr}{path}: no status line in {response:?}"))?;
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    Ok((status, body))
+        .with_context(|| format!("GET http://{addr}{path}"))
 }
